@@ -1,0 +1,753 @@
+//! The configuration: defaults, then the file (`-c FILE`), then flags on top.
+//!
+//! Owns: every setting's name, default, range and meaning, and the help text.
+//! Must never: exit, print, or panic. Every problem becomes a `ConfigError`
+//! naming where it is (file and line, or flag) and what is wrong; `main`
+//! prints it and exits with code 2.
+
+use crate::http::Method;
+use crate::route::{MethodRule, PathRule, Route, Routes};
+use crate::toml::{self, Table, Value};
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+
+/// What `--on-full` says to do with a connection when the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFull {
+    /// Accept and close at once, reading nothing.
+    Close,
+    /// Accept, write one canned 503 with `Retry-After`, close.
+    ServiceUnavailable,
+    /// Stop accepting until there is room; the kernel's backlog holds the rest.
+    Backlog,
+}
+
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub queue: usize,
+    pub on_full: OnFull,
+    pub max_reading: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub max_body: u64,
+    pub answer_memory: usize,
+    pub pace: Duration,
+    pub quiet: bool,
+    pub routes: Routes,
+}
+
+/// What the command line asks for.
+pub enum Command {
+    Run(Config),
+    Help,
+    Version,
+}
+
+/// Where a setting came from, for error messages.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    File { path: PathBuf, line: usize },
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Flag(flag) => f.write_str(flag),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConfigError {
+    pub origin: Option<Origin>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.origin {
+            Some(origin) => write!(f, "{origin}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+fn fail<T>(origin: &Origin, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError {
+        origin: Some(origin.clone()),
+        message: message.into(),
+    })
+}
+
+pub const HELP: &str = "\
+fiddler_crab: runs one program per HTTP request, one at a time, with a bounded queue.
+
+usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']…
+
+  -c FILE                 config file (TOML subset); flags override it
+  --listen ADDR           where to serve                     [127.0.0.1:8080]
+  --admin ADDR|off        /health /ready /metrics            [127.0.0.1:8081]
+  --queue N               most requests held, running included         [500]
+  --on-full close|503|backlog   what a connection gets when full     [close]
+  --timeout SECS          a program's deadline (504 after it)           [60]
+  --max-reading N         most connections still sending a request     [256]
+  --read-timeout SECS     the whole request must arrive within it       [10]
+  --max-body BYTES        largest request body (413 beyond it)      [1 MiB]
+  --pace MS               pause of the handler between two programs      [0]
+  --route 'METHOD PATH=COMMAND ARG…'   a route; METHOD may be ANY; a PATH
+                          ending in /* is a prefix; COMMAND is split on
+                          whitespace and never given to a shell
+  --quiet                 no access log
+  --version, --help
+
+With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
+Config file keys: the long option names with _ for -, plus write_timeout,
+answer_memory and [[route]] tables (method, path, command, timeout, env,
+max_output, content_type). See README.md.
+";
+
+const DEMO: &str = r#"
+[[route]]
+method = "POST"
+path = "/echo"
+command = ["cat"]
+"#;
+
+/// A route as read, before the global timeout is known.
+struct RouteDraft {
+    origin: Origin,
+    route: Route,
+    timeout: Option<Duration>,
+}
+
+struct Builder {
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+    queue: usize,
+    on_full: OnFull,
+    timeout: Duration,
+    max_reading: usize,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    max_body: u64,
+    answer_memory: usize,
+    pace: Duration,
+    quiet: bool,
+    routes: Vec<RouteDraft>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            queue: 500,
+            on_full: OnFull::Close,
+            timeout: Duration::from_secs(60),
+            max_reading: 256,
+            read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
+            max_body: MIB,
+            answer_memory: 64 * MIB as usize,
+            pace: Duration::ZERO,
+            quiet: false,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// A value as given: typed from the file, or a string from a flag.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Toml(&'a Value),
+    Flag(&'a str),
+}
+
+impl Input<'_> {
+    fn string(self, origin: &Origin) -> Result<String, ConfigError> {
+        match self {
+            Input::Toml(Value::String(s)) => Ok(s.clone()),
+            Input::Flag(s) => Ok(s.to_owned()),
+            Input::Toml(v) => fail(origin, format!("expected a string, found {}", v.kind())),
+        }
+    }
+
+    fn integer(self, origin: &Origin) -> Result<u64, ConfigError> {
+        match self {
+            Input::Toml(Value::Integer(n)) => u64::try_from(*n)
+                .or_else(|_| fail(origin, format!("expected a number ≥ 0, found {n}"))),
+            Input::Flag(s) => s
+                .trim()
+                .parse()
+                .or_else(|_| fail(origin, format!("expected a whole number, found `{s}`"))),
+            Input::Toml(v) => fail(origin, format!("expected an integer, found {}", v.kind())),
+        }
+    }
+
+    fn boolean(self, origin: &Origin) -> Result<bool, ConfigError> {
+        match self {
+            Input::Toml(Value::Boolean(b)) => Ok(*b),
+            Input::Flag("true") => Ok(true),
+            Input::Flag("false") => Ok(false),
+            Input::Flag(s) => fail(origin, format!("expected true or false, found `{s}`")),
+            Input::Toml(v) => fail(
+                origin,
+                format!("expected true or false, found {}", v.kind()),
+            ),
+        }
+    }
+
+    fn strings(self, origin: &Origin) -> Result<Vec<String>, ConfigError> {
+        match self {
+            Input::Toml(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => fail(origin, format!("expected strings, found {}", other.kind())),
+                })
+                .collect(),
+            Input::Flag(s) => Ok(s.split_whitespace().map(str::to_owned).collect()),
+            Input::Toml(v) => fail(
+                origin,
+                format!("expected an array of strings, found {}", v.kind()),
+            ),
+        }
+    }
+
+    /// A whole number in `lo..=hi`.
+    fn count(self, origin: &Origin, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+        let n = self.integer(origin)?;
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            fail(origin, format!("{n} is out of range {lo}..={hi}"))
+        }
+    }
+
+    fn seconds(self, origin: &Origin) -> Result<Duration, ConfigError> {
+        self.count(origin, 1, 7 * 24 * 3600)
+            .map(Duration::from_secs)
+    }
+
+    /// Bytes: an integer, or a string like `"8M"` / `"512K"` / `"1G"` (powers of 1024).
+    fn bytes(self, origin: &Origin, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+        let text = match self {
+            Input::Toml(Value::String(s)) => Some(s.as_str()),
+            Input::Flag(s) => Some(s),
+            Input::Toml(_) => None,
+        };
+        let n = match text {
+            Some(s) => parse_bytes(s).ok_or(()).or_else(|()| {
+                fail(
+                    origin,
+                    format!("expected bytes like 1048576 or 1M, found `{s}`"),
+                )
+            })?,
+            None => self.integer(origin)?,
+        };
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            fail(origin, format!("{n} bytes is out of range {lo}..={hi}"))
+        }
+    }
+}
+
+fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let scale = match unit.trim().trim_end_matches(['i', 'B', 'b']) {
+        "" => 1,
+        "k" | "K" => KIB,
+        "m" | "M" => MIB,
+        "g" | "G" => 1024 * MIB,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(scale)
+}
+
+fn address(s: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
+    match s.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(addr)) => Ok(addr),
+        _ => fail(
+            origin,
+            format!("`{s}` is not an address like 127.0.0.1:8080 or [::]:8080"),
+        ),
+    }
+}
+
+impl Builder {
+    /// Sets one global key. Names are the file's (`max_reading`); flags map onto them.
+    fn set(&mut self, key: &str, v: Input, origin: &Origin) -> Result<(), ConfigError> {
+        const BIG: u64 = 1_000_000;
+        match key {
+            "listen" => self.listen = address(&v.string(origin)?, origin)?,
+            "admin" => {
+                let s = v.string(origin)?;
+                self.admin = if s == "off" {
+                    None
+                } else {
+                    Some(address(&s, origin)?)
+                };
+            }
+            "queue" => self.queue = v.count(origin, 1, BIG)? as usize,
+            "on_full" => {
+                self.on_full = match v.string(origin)?.as_str() {
+                    "close" => OnFull::Close,
+                    "503" => OnFull::ServiceUnavailable,
+                    "backlog" => OnFull::Backlog,
+                    other => {
+                        return fail(
+                            origin,
+                            format!("expected close, 503 or backlog, found `{other}`"),
+                        );
+                    }
+                }
+            }
+            "timeout" => self.timeout = v.seconds(origin)?,
+            "max_reading" => self.max_reading = v.count(origin, 1, BIG)? as usize,
+            "read_timeout" => self.read_timeout = v.seconds(origin)?,
+            "write_timeout" => self.write_timeout = v.seconds(origin)?,
+            "max_body" => self.max_body = v.bytes(origin, 0, 64 * 1024 * MIB)?,
+            "answer_memory" => self.answer_memory = v.bytes(origin, MIB, 64 * 1024 * MIB)? as usize,
+            "pace" => self.pace = Duration::from_millis(v.count(origin, 0, 3_600_000)?),
+            "quiet" => self.quiet = v.boolean(origin)?,
+            _ => return fail(origin, format!("unknown setting `{key}`")),
+        }
+        Ok(())
+    }
+
+    fn load_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: None,
+            message: format!("{}: cannot read the config file: {e}", path.display()),
+        })?;
+        self.load_text(&text, path)
+    }
+
+    fn load_text(&mut self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let at = |line| Origin::File {
+            path: path.to_path_buf(),
+            line,
+        };
+        let root = toml::parse(text).or_else(|e| fail(&at(e.line), e.message))?;
+        for entry in &root.entries {
+            let origin = at(entry.line);
+            match (&entry.value, entry.key.as_str()) {
+                (Value::Tables(tables), "route") => {
+                    for table in tables {
+                        let draft = route_from_table(table, &at)?;
+                        self.add_route(draft);
+                    }
+                }
+                (_, "route") => return fail(&origin, "routes are written as [[route]] tables"),
+                (value, key) => self.set(key, Input::Toml(value), &origin)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a route; one for the same method and path replaces it (flags override the file).
+    fn add_route(&mut self, draft: RouteDraft) {
+        let same = |d: &RouteDraft| {
+            d.route.method == draft.route.method && d.route.path == draft.route.path
+        };
+        match self.routes.iter_mut().find(|d| same(d)) {
+            Some(existing) => *existing = draft,
+            None => self.routes.push(draft),
+        }
+    }
+
+    fn finish(self) -> Result<Config, ConfigError> {
+        let index = self.routes.is_empty();
+        let mut drafts = self.routes;
+        if index {
+            let demo = PathBuf::from("(demo)");
+            let mut b = Builder::default();
+            b.load_text(DEMO, &demo)?;
+            drafts = b.routes;
+        }
+        let mut list = Vec::with_capacity(drafts.len());
+        for d in drafts {
+            if d.route.max_output > self.answer_memory {
+                return fail(
+                    &d.origin,
+                    format!(
+                        "max_output ({}) is larger than answer_memory ({}): its answer could never be sent",
+                        d.route.max_output, self.answer_memory
+                    ),
+                );
+            }
+            let mut route = d.route;
+            route.timeout = d.timeout.unwrap_or(self.timeout);
+            list.push(Arc::new(route));
+        }
+        Ok(Config {
+            listen: self.listen,
+            admin: self.admin,
+            queue: self.queue,
+            on_full: self.on_full,
+            max_reading: self.max_reading,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            max_body: self.max_body,
+            answer_memory: self.answer_memory,
+            pace: self.pace,
+            quiet: self.quiet,
+            routes: Routes { list, index },
+        })
+    }
+}
+
+fn method_rule(s: &str, origin: &Origin) -> Result<MethodRule, ConfigError> {
+    if s.eq_ignore_ascii_case("ANY") {
+        return Ok(MethodRule::Any);
+    }
+    match Method::from_token(s.to_ascii_uppercase().as_bytes()) {
+        Some(m) => Ok(MethodRule::Only(m)),
+        None => fail(
+            origin,
+            format!("unknown method `{s}` (GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH or ANY)"),
+        ),
+    }
+}
+
+fn path_rule(s: &str, origin: &Origin) -> Result<PathRule, ConfigError> {
+    PathRule::parse(s).ok_or(()).or_else(|()| {
+        fail(
+            origin,
+            format!("path `{s}` must start with / and may only end in /* (a prefix)"),
+        )
+    })
+}
+
+fn command(argv: Vec<String>, origin: &Origin) -> Result<Vec<String>, ConfigError> {
+    match argv.first() {
+        None => fail(origin, "the command is empty"),
+        Some(_) if argv.iter().any(|a| a.contains('\0')) => {
+            fail(origin, "the command holds a NUL byte")
+        }
+        Some(_) => Ok(argv),
+    }
+}
+
+/// `NAME=VALUE` sets a variable; a bare `NAME` passes the server's own value on.
+fn env_entry(s: &str, origin: &Origin) -> Result<Option<(OsString, OsString)>, ConfigError> {
+    let (name, value) = match s.split_once('=') {
+        Some((n, v)) => (n, Some(OsString::from(v))),
+        None => (s, None),
+    };
+    if name.is_empty() || name.contains('\0') || s.contains('\0') {
+        return fail(origin, format!("`{s}` is not NAME=VALUE or NAME"));
+    }
+    let value = value.or_else(|| std::env::var_os(name));
+    Ok(value.map(|v| (OsString::from(name), v)))
+}
+
+fn new_route(
+    method: MethodRule,
+    pattern: String,
+    argv: Vec<String>,
+    origin: &Origin,
+) -> Result<Route, ConfigError> {
+    Ok(Route {
+        method,
+        path: path_rule(&pattern, origin)?,
+        pattern,
+        command: command(argv, origin)?,
+        timeout: Duration::ZERO,
+        env: Vec::new(),
+        max_output: 16 * MIB as usize,
+        content_type: "text/plain; charset=utf-8".into(),
+    })
+}
+
+fn route_from_table(
+    table: &Table,
+    at: &impl Fn(usize) -> Origin,
+) -> Result<RouteDraft, ConfigError> {
+    let origin = at(table.line);
+    let get = |key: &str| table.get(key).map(|e| (Input::Toml(&e.value), at(e.line)));
+    let method = match get("method") {
+        Some((v, o)) => method_rule(&v.string(&o)?, &o)?,
+        None => MethodRule::Any,
+    };
+    let Some((path, path_origin)) = get("path") else {
+        return fail(&origin, "this [[route]] has no `path`");
+    };
+    let Some((argv, argv_origin)) = get("command") else {
+        return fail(&origin, "this [[route]] has no `command`");
+    };
+    let pattern = path.string(&path_origin)?;
+    path_rule(&pattern, &path_origin)?;
+    let mut route = new_route(method, pattern, argv.strings(&argv_origin)?, &argv_origin)?;
+    let mut timeout = None;
+    for entry in &table.entries {
+        let (v, o) = (Input::Toml(&entry.value), at(entry.line));
+        match entry.key.as_str() {
+            "method" | "path" | "command" => {}
+            "timeout" => timeout = Some(v.seconds(&o)?),
+            "max_output" => route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize,
+            "content_type" => route.content_type = v.string(&o)?,
+            "env" => {
+                for s in v.strings(&o)? {
+                    route.env.extend(env_entry(&s, &o)?);
+                }
+            }
+            other => return fail(&o, format!("unknown route setting `{other}`")),
+        }
+    }
+    Ok(RouteDraft {
+        origin,
+        route,
+        timeout,
+    })
+}
+
+/// `--route 'METHOD PATH=COMMAND ARG…'`.
+fn route_from_flag(spec: &str, origin: &Origin) -> Result<RouteDraft, ConfigError> {
+    let spec = spec.trim();
+    let Some((method, rest)) = spec.split_once(char::is_whitespace) else {
+        return fail(
+            origin,
+            format!("`{spec}` is not 'METHOD PATH=COMMAND ARG…'"),
+        );
+    };
+    let Some((path, argv)) = rest.trim_start().split_once('=') else {
+        return fail(
+            origin,
+            format!("`{spec}` has no `=` between the path and the command"),
+        );
+    };
+    let argv = argv.split_whitespace().map(str::to_owned).collect();
+    let route = new_route(
+        method_rule(method, origin)?,
+        path.trim().to_owned(),
+        argv,
+        origin,
+    )?;
+    Ok(RouteDraft {
+        origin: origin.clone(),
+        route,
+        timeout: None,
+    })
+}
+
+/// Reads the command line (without the program name).
+pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
+    let mut flags: Vec<(String, Option<String>)> = Vec::new();
+    let mut file = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Ok(arg) = arg.into_string() else {
+            return Err(ConfigError {
+                origin: None,
+                message: "an argument is not valid UTF-8".into(),
+            });
+        };
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let origin = Origin::Flag(name.clone());
+        match name.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--quiet" => flags.push((name, inline.or(Some("true".into())))),
+            "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
+            | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route" => {
+                let value = match inline {
+                    Some(v) => v,
+                    None => match args.next().map(OsString::into_string) {
+                        Some(Ok(v)) => v,
+                        _ => return fail(&origin, "needs a value"),
+                    },
+                };
+                if matches!(name.as_str(), "-c" | "--config") {
+                    file = Some(PathBuf::from(value));
+                } else {
+                    flags.push((name, Some(value)));
+                }
+            }
+            _ => return fail(&origin, "unknown option (see --help)"),
+        }
+    }
+    let mut b = Builder::default();
+    if let Some(path) = &file {
+        b.load_file(path)?;
+    }
+    for (name, value) in &flags {
+        let origin = Origin::Flag(name.clone());
+        let value = value.as_deref().unwrap_or_default();
+        if name == "--route" {
+            let draft = route_from_flag(value, &origin)?;
+            b.add_route(draft);
+        } else {
+            let key = name.trim_start_matches('-').replace('-', "_");
+            b.set(&key, Input::Flag(value), &origin)?;
+        }
+    }
+    b.finish().map(Command::Run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Result<Config, String> {
+        match from_args(s.iter().map(OsString::from)) {
+            Ok(Command::Run(c)) => Ok(c),
+            Ok(_) => Err("help or version".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn text(t: &str) -> Result<Config, String> {
+        let mut b = Builder::default();
+        b.load_text(t, &PathBuf::from("f.toml"))
+            .map_err(|e| e.to_string())?;
+        b.finish().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_serve_the_demo() {
+        let c = args(&[]).unwrap();
+        assert_eq!(c.queue, 500);
+        assert_eq!(c.on_full, OnFull::Close);
+        assert_eq!(c.max_body, MIB);
+        assert!(c.routes.index);
+        assert_eq!(c.routes.list[0].command, ["cat"]);
+        assert_eq!(c.routes.list[0].timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn flags() {
+        let c = args(&[
+            "--queue",
+            "32",
+            "--on-full=503",
+            "--admin",
+            "off",
+            "--max-body",
+            "2M",
+            "--route",
+            "ANY /x/*=/bin/echo a  b",
+            "--timeout",
+            "5",
+            "--quiet",
+        ])
+        .unwrap();
+        assert_eq!(c.queue, 32);
+        assert_eq!(c.on_full, OnFull::ServiceUnavailable);
+        assert_eq!(c.admin, None);
+        assert_eq!(c.max_body, 2 * MIB);
+        assert!(c.quiet && !c.routes.index);
+        let r = &c.routes.list[0];
+        assert_eq!(r.command, ["/bin/echo", "a", "b"]);
+        assert_eq!(r.path, PathRule::Prefix("/x".into()));
+        assert_eq!(r.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn file() {
+        let c = text(
+            "listen = \"0.0.0.0:9000\"\nqueue = 7\n[[route]]\nmethod = \"post\"\npath = \"/g\"\n\
+             command = [\"llama\", \"-p\", \"a b\"]\ntimeout = 120\nenv = [\"A=1\"]\nmax_output = \"1M\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 9000)));
+        let r = &c.routes.list[0];
+        assert_eq!(r.method, MethodRule::Only(Method::Post));
+        assert_eq!(r.command, ["llama", "-p", "a b"]);
+        assert_eq!(r.timeout, Duration::from_secs(120));
+        assert_eq!(r.env, [(OsString::from("A"), OsString::from("1"))]);
+        assert_eq!(r.max_output, MIB as usize);
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "queue = \"x\"",
+                "f.toml:1: expected an integer, found a string",
+            ),
+            ("\nqueue = 0", "f.toml:2: 0 is out of range 1..=1000000"),
+            ("queu = 1", "f.toml:1: unknown setting `queu`"),
+            (
+                "on_full = \"drop\"",
+                "f.toml:1: expected close, 503 or backlog, found `drop`",
+            ),
+            (
+                "[[route]]\npath = \"/a\"",
+                "f.toml:1: this [[route]] has no `command`",
+            ),
+            (
+                "[[route]]\npath = \"a\"\ncommand = [\"x\"]",
+                "f.toml:2: path `a` must start with / and may only end in /* (a prefix)",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = []",
+                "f.toml:3: the command is empty",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nmethod = \"FETCH\"",
+                "f.toml:4: unknown method `FETCH` (GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH or ANY)",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nshell = true",
+                "f.toml:4: unknown route setting `shell`",
+            ),
+            (
+                "answer_memory = \"1M\"\n[[route]]\npath = \"/a\"\ncommand = [\"x\"]",
+                "f.toml:2: max_output (16777216) is larger than answer_memory (1048576): its answer could never be sent",
+            ),
+            (
+                "listen = \"nowhere\"",
+                "f.toml:1: `nowhere` is not an address like 127.0.0.1:8080 or [::]:8080",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(text(input).err().as_deref(), Some(*want), "{input}");
+        }
+        assert_eq!(
+            args(&["--queue", "x"]).err().unwrap(),
+            "--queue: expected a whole number, found `x`"
+        );
+        assert_eq!(
+            args(&["--bogus"]).err().unwrap(),
+            "--bogus: unknown option (see --help)"
+        );
+        assert_eq!(args(&["--queue"]).err().unwrap(), "--queue: needs a value");
+        assert_eq!(
+            args(&["--route", "POST /a"]).err().unwrap(),
+            "--route: `POST /a` has no `=` between the path and the command"
+        );
+    }
+
+    #[test]
+    fn flag_route_overrides_file_route() {
+        let mut b = Builder::default();
+        b.load_text(
+            "[[route]]\nmethod = \"POST\"\npath = \"/a\"\ncommand = [\"x\"]",
+            &PathBuf::from("f"),
+        )
+        .unwrap();
+        b.add_route(route_from_flag("POST /a=y", &Origin::Flag("--route".into())).unwrap());
+        let c = b.finish().unwrap();
+        assert_eq!(c.routes.list.len(), 1);
+        assert_eq!(c.routes.list[0].command, ["y"]);
+    }
+}

@@ -1,0 +1,345 @@
+//! The gate: every socket that is being read or written, served by one
+//! `poll(2)` loop, so neither the listener nor the handler ever waits on a
+//! client.
+//!
+//! Owns: connections still sending their request (at most `max_reading`; a
+//! new one evicts the oldest), answers still being written, and the queue's
+//! gate side. Turns complete requests into jobs (or into the server's own
+//! answers: 404, 405, 503 when full, …) and hands them to the handler.
+//! Must never: block on a socket, run a program, or hold more than its bounds.
+
+mod reader;
+mod writer;
+
+use crate::http::request::Limits;
+use crate::http::response::Response;
+use crate::http::{Method, RequestError};
+use crate::log::{self, Escaped};
+use crate::queue::{Batch, Conn, Job, Queue, Slot};
+use crate::route::{Match, Routes};
+use crate::state::{Dropped, State};
+use crate::sys::{self, POLLIN, POLLOUT, PollFd};
+use reader::{Reader, Request, Step};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+use writer::{Writer, Writers};
+
+/// What other threads send to the gate.
+pub enum ToGate {
+    /// From the listener: a new connection with room for it.
+    Accepted(Conn),
+    /// From the handler: the answer to a job.
+    Answer(Answer),
+    /// From the handler: it is idle; send the next batch through this.
+    Idle(SyncSender<Batch>),
+}
+
+/// An answer on its way to its client.
+pub struct Answer {
+    pub conn: Conn,
+    pub response: Response,
+    pub id: u64,
+    pub method: &'static str,
+    pub target: String,
+}
+
+/// The sending side of the gate's mailbox: a bounded channel plus a wake-up
+/// byte on a socket pair, so the gate can sleep in `poll`.
+#[derive(Clone)]
+pub struct Inbox {
+    tx: SyncSender<ToGate>,
+    wake: Arc<UnixStream>,
+}
+
+impl Inbox {
+    /// Sends unless the mailbox is full; on failure the message is dropped
+    /// (for a connection: closed).
+    pub fn offer(&self, msg: ToGate) -> bool {
+        let sent = match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        };
+        self.wake();
+        sent
+    }
+
+    /// Sends, waiting for room. False if the gate is gone for good.
+    pub fn send(&self, msg: ToGate) -> bool {
+        let sent = self.tx.send(msg).is_ok();
+        self.wake();
+        sent
+    }
+
+    fn wake(&self) {
+        // A full wake socket already holds a wake-up: WouldBlock is fine.
+        let _ = (&*self.wake).write(&[1]);
+    }
+}
+
+/// The receiving side of the mailbox. It outlives gate restarts.
+pub struct Mailbox {
+    rx: Receiver<ToGate>,
+    wake: UnixStream,
+}
+
+pub fn mailbox(capacity: usize) -> io::Result<(Inbox, Mailbox)> {
+    let (tx, rx) = sync_channel(capacity);
+    let (wake_tx, wake_rx) = UnixStream::pair()?;
+    wake_tx.set_nonblocking(true)?;
+    wake_rx.set_nonblocking(true)?;
+    Ok((
+        Inbox {
+            tx,
+            wake: Arc::new(wake_tx),
+        },
+        Mailbox { rx, wake: wake_rx },
+    ))
+}
+
+/// The settings the gate needs.
+#[derive(Clone)]
+pub struct Settings {
+    pub limits: Limits,
+    pub max_reading: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub answer_memory: usize,
+}
+
+pub struct Gate {
+    settings: Settings,
+    routes: Arc<Routes>,
+    state: Arc<State>,
+    readers: VecDeque<Reader>,
+    writers: Writers,
+    queue: Queue,
+    scratch: Vec<u8>,
+    fds: Vec<PollFd>,
+}
+
+impl Gate {
+    pub fn new(settings: Settings, routes: Arc<Routes>, state: Arc<State>) -> Gate {
+        let writers = Writers::new(state.capacity, settings.answer_memory);
+        Gate {
+            readers: VecDeque::with_capacity(settings.max_reading),
+            settings,
+            routes,
+            state,
+            writers,
+            queue: Queue::default(),
+            scratch: vec![0; 16 * 1024],
+            fds: Vec::new(),
+        }
+    }
+
+    /// Serves forever (returns only if the mailbox's senders are all gone).
+    pub fn run(&mut self, mailbox: &Mailbox) {
+        loop {
+            let now = Instant::now();
+            self.expire_readers(now);
+            self.queue.hand_off();
+            self.state.reading.store(self.readers.len(), Relaxed);
+            self.state.writing.store(self.writers.len(), Relaxed);
+            self.fds.clear();
+            self.fds.push(PollFd::new(mailbox.wake.as_raw_fd(), POLLIN));
+            for r in &self.readers {
+                self.fds
+                    .push(PollFd::new(r.conn.stream.as_raw_fd(), POLLIN));
+            }
+            for w in self.writers.iter() {
+                let events = if w.wants_read() { POLLIN } else { POLLOUT };
+                self.fds
+                    .push(PollFd::new(w.conn.stream.as_raw_fd(), events));
+            }
+            let next = self
+                .readers
+                .iter()
+                .map(|r| r.deadline)
+                .chain(self.writers.next_deadline())
+                .min();
+            let timeout = next.map(|d| d.saturating_duration_since(now));
+            if sys::poll(&mut self.fds, timeout).is_err() {
+                // EINVAL/ENOMEM: nothing to do but try again shortly.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            let ready: Vec<bool> = self.fds.iter().map(PollFd::ready).collect();
+            let (wake, rest) = ready.split_first().unwrap_or((&false, &[]));
+            let (reader_ready, writer_ready) = rest.split_at(self.readers.len().min(rest.len()));
+            let now = Instant::now();
+            let abandoned = self.writers.serve(
+                |i| writer_ready.get(i).copied().unwrap_or(false),
+                now,
+                &mut self.scratch,
+            );
+            for _ in 0..abandoned {
+                self.state.count_drop(Dropped::AnswerAbandoned);
+            }
+            self.serve_readers(reader_ready);
+            if *wake {
+                self.read_mailbox(mailbox);
+            }
+        }
+    }
+
+    fn read_mailbox(&mut self, mailbox: &Mailbox) {
+        while (&mailbox.wake).read(&mut self.scratch).is_ok_and(|n| n > 0) {}
+        loop {
+            match mailbox.rx.try_recv() {
+                Ok(ToGate::Accepted(conn)) => self.accept(conn),
+                Ok(ToGate::Answer(a)) => {
+                    self.send(a.conn, a.response, false, a.id, a.method, &a.target);
+                }
+                Ok(ToGate::Idle(tx)) => self.queue.handler_idle(tx),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
+            }
+        }
+    }
+
+    fn accept(&mut self, conn: Conn) {
+        if conn.stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = conn.stream.set_nodelay(true);
+        if self.readers.len() >= self.settings.max_reading {
+            // The oldest still-reading connection makes way: slow senders
+            // can never lock out a client that sends promptly.
+            self.readers.pop_front();
+            self.state.count_drop(Dropped::Evicted);
+        }
+        let deadline = conn.accepted + self.settings.read_timeout;
+        self.readers.push_back(Reader::new(conn, deadline));
+    }
+
+    fn serve_readers(&mut self, ready: &[bool]) {
+        let mut i = 0;
+        let mut index = 0;
+        while let Some(r) = self.readers.get_mut(i) {
+            let is_ready = ready.get(index).copied().unwrap_or(false);
+            index += 1;
+            if !is_ready {
+                i += 1;
+                continue;
+            }
+            let step = r.on_readable(&mut self.scratch, &self.settings.limits);
+            if let Step::Waiting = step {
+                i += 1;
+                continue;
+            }
+            let Some(r) = self.readers.remove(i) else {
+                continue;
+            };
+            match step {
+                Step::Waiting | Step::Gone => {}
+                Step::Done(request) => self.dispatch(r.conn, request),
+                Step::Refused(e) => self.refuse(r, e),
+            }
+        }
+    }
+
+    fn expire_readers(&mut self, now: Instant) {
+        while let Some(i) = self.readers.iter().position(|r| r.deadline <= now) {
+            if let Some(r) = self.readers.remove(i) {
+                self.refuse(r, RequestError::Timeout);
+            }
+        }
+    }
+
+    fn refuse(&mut self, r: Reader, e: RequestError) {
+        let id = self.new_id();
+        let (method, target) = r.head().map_or(("-", String::from("-")), |h| {
+            (h.method.as_str(), h.target.clone())
+        });
+        let head_only = method == "HEAD";
+        let response = Response::plain(e.status(), &[], head_only);
+        self.send(r.conn, response, true, id, method, &target);
+    }
+
+    /// A complete request: the server's own answer, or a job for the handler.
+    fn dispatch(&mut self, conn: Conn, request: Request) {
+        let id = self.new_id();
+        let Request { head, body } = request;
+        let head_only = head.method == Method::Head;
+        let response = match self.routes.find(head.method, &head.path) {
+            Match::Run {
+                route,
+                script_name,
+                path_info,
+            } => match Slot::take(&self.state) {
+                Some(slot) => {
+                    let job = Job {
+                        id,
+                        script_name: script_name.to_owned(),
+                        path_info: path_info.to_owned(),
+                        route: Arc::clone(route),
+                        conn,
+                        head,
+                        body,
+                        slot,
+                    };
+                    self.queue.push(job);
+                    self.queue.hand_off();
+                    return;
+                }
+                None => Response::plain(503, &[("Retry-After", "1")], head_only),
+            },
+            Match::Index => Response::new(
+                200,
+                &[("Content-Type", "text/plain; charset=utf-8")],
+                self.routes.index_text().into_bytes(),
+                head_only,
+            ),
+            Match::NotFound => Response::plain(404, &[], head_only),
+            Match::NotAllowed(allow) => Response::plain(405, &[("Allow", &allow)], head_only),
+            Match::Options(allow) => Response::new(200, &[("Allow", &allow)], Vec::new(), false),
+        };
+        self.send(
+            conn,
+            response,
+            false,
+            id,
+            head.method.as_str(),
+            &head.target,
+        );
+    }
+
+    /// Logs the answer and starts writing it.
+    fn send(
+        &mut self,
+        conn: Conn,
+        response: Response,
+        linger: bool,
+        id: u64,
+        method: &str,
+        target: &str,
+    ) {
+        let ms = conn.accepted.elapsed().as_millis();
+        self.state.count_answer(response.status);
+        let target = target.as_bytes();
+        log::access(format_args!(
+            "{id} {} {method} {} {} {} {ms}ms",
+            conn.peer,
+            Escaped(target.get(..256).unwrap_or(target)),
+            response.status,
+            response.len(),
+        ));
+        let deadline = Instant::now() + self.settings.write_timeout;
+        let closed = self.writers.add(
+            Writer::new(conn, response, linger, deadline),
+            &mut self.scratch,
+        );
+        for _ in 0..closed {
+            self.state.count_drop(Dropped::AnswerAbandoned);
+        }
+    }
+
+    fn new_id(&self) -> u64 {
+        self.state.next_request_id()
+    }
+}

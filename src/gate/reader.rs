@@ -1,0 +1,173 @@
+//! One connection whose request is still arriving: its bytes, how far the
+//! parse got, and its deadline.
+//!
+//! Owns: the read buffer of one connection (at most the head limit, then the
+//! body limit). Must never: block (the socket is non-blocking), hold more than
+//! the limits, or answer anything but `100 Continue` itself.
+
+use crate::http::request::{ChunkedDecoder, Framing, Head, Limits, parse_head};
+use crate::http::response::CONTINUE;
+use crate::http::{RequestError, Status};
+use crate::queue::Conn;
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+/// Most reads of one connection per wake-up, so one fast sender cannot
+/// starve the others.
+const READS_PER_WAKE: usize = 4;
+
+/// A complete request, as the gate hands it on.
+pub struct Request {
+    pub head: Head,
+    pub body: Vec<u8>,
+}
+
+enum Phase {
+    Head,
+    Length { head: Head, len: usize },
+    Chunked { head: Head, decoder: ChunkedDecoder },
+}
+
+/// What reading did.
+pub enum Step {
+    /// More bytes are needed.
+    Waiting,
+    /// The request is complete.
+    Done(Request),
+    /// The request is refused with this status.
+    Refused(RequestError),
+    /// The client closed or reset before its request was complete.
+    Gone,
+}
+
+pub struct Reader {
+    pub conn: Conn,
+    pub deadline: Instant,
+    buf: Vec<u8>,
+    phase: Phase,
+}
+
+impl Reader {
+    pub fn new(conn: Conn, deadline: Instant) -> Reader {
+        Reader {
+            conn,
+            deadline,
+            buf: Vec::new(),
+            phase: Phase::Head,
+        }
+    }
+
+    /// The head, once it has been parsed (for the access log of a refusal).
+    pub fn head(&self) -> Option<&Head> {
+        match &self.phase {
+            Phase::Head => None,
+            Phase::Length { head, .. } | Phase::Chunked { head, .. } => Some(head),
+        }
+    }
+
+    /// Reads what the socket holds and advances the parse.
+    pub fn on_readable(&mut self, scratch: &mut [u8], limits: &Limits) -> Step {
+        for _ in 0..READS_PER_WAKE {
+            let n = match self.conn.stream.read(scratch) {
+                Ok(0) => return Step::Gone,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Step::Gone,
+            };
+            match self.feed(scratch.get(..n).unwrap_or_default(), limits) {
+                Ok(Status::Partial) => {}
+                Ok(Status::Complete(request)) => return Step::Done(request),
+                Err(e) => return Step::Refused(e),
+            }
+        }
+        Step::Waiting
+    }
+
+    fn feed(&mut self, bytes: &[u8], limits: &Limits) -> Result<Status<Request>, RequestError> {
+        match &mut self.phase {
+            Phase::Head => {
+                self.buf.extend_from_slice(bytes);
+                // Parse again only when a line ended or a limit may be passed,
+                // so a client that trickles bytes cannot make parsing quadratic.
+                let big = self.buf.len() > limits.max_line.min(limits.max_head);
+                if !bytes.contains(&b'\n') && !big {
+                    return Ok(Status::Partial);
+                }
+                let Status::Complete((head, n)) = parse_head(&self.buf, limits)? else {
+                    return Ok(Status::Partial);
+                };
+                let rest = self.buf.split_off(n.min(self.buf.len()));
+                self.buf = Vec::new();
+                self.start_body(head, &rest, limits)
+            }
+            Phase::Length { len, .. } => {
+                let room = len.saturating_sub(self.buf.len());
+                self.buf
+                    .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+                Ok(self.finish_if_complete())
+            }
+            Phase::Chunked { decoder, .. } => match decoder.feed(bytes, &mut self.buf)? {
+                Status::Partial => Ok(Status::Partial),
+                Status::Complete(_) => Ok(self.take()),
+            },
+        }
+    }
+
+    fn start_body(
+        &mut self,
+        head: Head,
+        rest: &[u8],
+        limits: &Limits,
+    ) -> Result<Status<Request>, RequestError> {
+        let wants_body = match head.framing {
+            Framing::None => false,
+            Framing::Length(n) => n > 0,
+            Framing::Chunked => true,
+        };
+        if wants_body && head.expect_continue && rest.is_empty() && head.minor_version >= 1 {
+            // A 25-byte write to a socket that has sent nothing yet does not
+            // block; if it fails, the client's own expect timeout covers it.
+            let _ = self.conn.stream.write(CONTINUE);
+        }
+        match head.framing {
+            Framing::None => {
+                self.phase = Phase::Length { head, len: 0 };
+                Ok(self.take())
+            }
+            Framing::Length(n) => {
+                let len = usize::try_from(n).map_err(|_| RequestError::BodyTooLarge)?;
+                self.phase = Phase::Length { head, len };
+                self.feed(rest, limits)
+            }
+            Framing::Chunked => {
+                self.phase = Phase::Chunked {
+                    head,
+                    decoder: ChunkedDecoder::new(limits.max_body),
+                };
+                if rest.is_empty() {
+                    Ok(Status::Partial)
+                } else {
+                    self.feed(rest, limits)
+                }
+            }
+        }
+    }
+
+    fn finish_if_complete(&mut self) -> Status<Request> {
+        match &self.phase {
+            Phase::Length { len, .. } if self.buf.len() >= *len => self.take(),
+            _ => Status::Partial,
+        }
+    }
+
+    fn take(&mut self) -> Status<Request> {
+        match std::mem::replace(&mut self.phase, Phase::Head) {
+            Phase::Length { head, .. } | Phase::Chunked { head, .. } => Status::Complete(Request {
+                head,
+                body: std::mem::take(&mut self.buf),
+            }),
+            Phase::Head => Status::Partial,
+        }
+    }
+}

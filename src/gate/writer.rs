@@ -1,0 +1,199 @@
+//! Answers being written to clients that read slowly, and closes that wait
+//! for a client to finish sending what will never be read.
+//!
+//! Owns: every unfinished answer, oldest first, bounded in number and in
+//! bytes: a new answer that needs room closes the oldest ones.
+//! Must never: block on a socket, or keep an answer past its deadline.
+
+use crate::http::response::Response;
+use crate::queue::Conn;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+/// How long a refused request's connection is drained after its answer, so
+/// that closing it does not reset the answer away (a lingering close).
+const LINGER: Duration = Duration::from_secs(2);
+
+pub struct Writer {
+    pub conn: Conn,
+    response: Response,
+    sent: usize,
+    /// After the answer: read and discard until the client closes.
+    linger: bool,
+    done_writing: bool,
+    pub deadline: Instant,
+}
+
+/// What writing did.
+pub enum Progress {
+    /// Needs the socket to be writable (or, lingering, readable) again.
+    Pending,
+    /// Finished or failed: drop it.
+    Finished,
+}
+
+impl Writer {
+    pub fn new(conn: Conn, response: Response, linger: bool, deadline: Instant) -> Writer {
+        Writer {
+            conn,
+            response,
+            sent: 0,
+            linger,
+            done_writing: false,
+            deadline,
+        }
+    }
+
+    /// Bytes not yet written.
+    pub fn remaining(&self) -> usize {
+        if self.done_writing {
+            0
+        } else {
+            self.response.len().saturating_sub(self.sent)
+        }
+    }
+
+    /// Waits for readability (lingering) or writability (sending).
+    pub fn wants_read(&self) -> bool {
+        self.done_writing
+    }
+
+    /// Writes as much as the socket takes now; then closes, or lingers.
+    pub fn on_ready(&mut self, scratch: &mut [u8]) -> Progress {
+        if self.done_writing {
+            return self.drain(scratch);
+        }
+        loop {
+            let (head, body) = (&self.response.head, &self.response.body);
+            let slices = if self.sent < head.len() {
+                [
+                    IoSlice::new(head.get(self.sent..).unwrap_or_default()),
+                    IoSlice::new(body),
+                ]
+            } else {
+                [
+                    IoSlice::new(body.get(self.sent - head.len()..).unwrap_or_default()),
+                    IoSlice::new(&[]),
+                ]
+            };
+            if slices.iter().all(|s| s.is_empty()) {
+                break;
+            }
+            match self.conn.stream.write_vectored(&slices) {
+                Ok(0) => return Progress::Finished,
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Progress::Finished,
+            }
+        }
+        let _ = self.conn.stream.shutdown(Shutdown::Write);
+        if !self.linger {
+            return Progress::Finished;
+        }
+        self.done_writing = true;
+        self.deadline = self.deadline.min(Instant::now() + LINGER);
+        // The response body is no longer needed while lingering.
+        self.response.body = Vec::new();
+        self.drain(scratch)
+    }
+
+    fn drain(&mut self, scratch: &mut [u8]) -> Progress {
+        loop {
+            match self.conn.stream.read(scratch) {
+                Ok(0) => return Progress::Finished,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Pending,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Progress::Finished,
+            }
+        }
+    }
+}
+
+/// The set of unfinished answers.
+pub struct Writers {
+    list: VecDeque<Writer>,
+    bytes: usize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl Writers {
+    pub fn new(max_count: usize, max_bytes: usize) -> Writers {
+        Writers {
+            list: VecDeque::new(),
+            bytes: 0,
+            max_count,
+            max_bytes,
+        }
+    }
+
+    /// Tries to send `w` at once; what is left joins the set, after closing as
+    /// many of the oldest as needed to make room. Returns how many were closed.
+    pub fn add(&mut self, mut w: Writer, scratch: &mut [u8]) -> usize {
+        if let Progress::Finished = w.on_ready(scratch) {
+            return 0;
+        }
+        let mut closed = 0;
+        while !self.list.is_empty()
+            && (self.list.len() >= self.max_count || self.bytes + w.remaining() > self.max_bytes)
+        {
+            if let Some(old) = self.list.pop_front() {
+                self.bytes = self.bytes.saturating_sub(old.remaining());
+                closed += usize::from(!old.done_writing);
+            }
+        }
+        self.bytes += w.remaining();
+        self.list.push_back(w);
+        closed
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Writer> {
+        self.list.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Serves the writers whose sockets are ready (`ready[i]` for the i-th) and
+    /// closes those past their deadline. Returns how many answers were abandoned
+    /// unfinished (deadline passed before the client read them).
+    pub fn serve(
+        &mut self,
+        ready: impl Fn(usize) -> bool,
+        now: Instant,
+        scratch: &mut [u8],
+    ) -> usize {
+        let mut abandoned = 0;
+        let mut i = 0;
+        let mut index = 0;
+        while let Some(w) = self.list.get_mut(i) {
+            let before = w.remaining();
+            let finished = if ready(index) {
+                matches!(w.on_ready(scratch), Progress::Finished)
+            } else {
+                false
+            };
+            let expired = !finished && w.deadline <= now;
+            self.bytes = self.bytes.saturating_sub(before - w.remaining());
+            if finished || expired {
+                abandoned += usize::from(expired && !w.done_writing);
+                self.bytes = self.bytes.saturating_sub(w.remaining());
+                self.list.remove(i);
+            } else {
+                i += 1;
+            }
+            index += 1;
+        }
+        abandoned
+    }
+
+    /// The earliest deadline among them.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.list.iter().map(|w| w.deadline).min()
+    }
+}

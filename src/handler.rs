@@ -1,0 +1,203 @@
+//! The handler: the one thread that runs programs, one job at a time.
+//!
+//! Owns: the batch it was handed, and the running program. For each job:
+//! drop it if its client is gone, else run its program (a panic is caught
+//! and answered 500), and send the answer back to the gate.
+//! Must never: touch a socket beyond a one-byte peek, run two programs at
+//! once, or let a job's failure end the thread. If the thread dies anyway, a
+//! standby (spawned in advance) takes over; see `watchdog`.
+
+use crate::cgi;
+use crate::gate::{Answer, Inbox, ToGate};
+use crate::http::Method;
+use crate::http::response::Response;
+use crate::log::{self, Escaped};
+use crate::program::{self, Failure, Run};
+use crate::queue::Job;
+use crate::state::{Dropped, HandlerState, State};
+use std::io::{self, ErrorKind};
+use std::net::TcpStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Sender, SyncSender, sync_channel};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What the handler needs, shared by every incarnation of it.
+pub struct Handler {
+    pub state: Arc<State>,
+    pub inbox: Inbox,
+    /// Pause between two jobs.
+    pub pace: Duration,
+}
+
+/// A handler thread spawned in advance, waiting to take over.
+pub struct Standby {
+    activate: SyncSender<()>,
+}
+
+impl Standby {
+    pub fn spawn(handler: Arc<Handler>, deaths: Sender<()>) -> io::Result<Standby> {
+        let (activate, activated) = sync_channel(1);
+        thread::Builder::new()
+            .name("handler".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if activated.recv().is_err() {
+                    return; // never needed
+                }
+                let _sentinel = Sentinel {
+                    state: &handler.state,
+                    deaths,
+                };
+                handler.serve();
+            })?;
+        Ok(Standby { activate })
+    }
+
+    /// Makes this standby the handler.
+    pub fn activate(self) {
+        let _ = self.activate.send(());
+    }
+}
+
+/// Reports the death of its thread to the watchdog while unwinding.
+struct Sentinel<'a> {
+    state: &'a State,
+    deaths: Sender<()>,
+}
+
+impl Drop for Sentinel<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.state.set_handler_state(HandlerState::Failed);
+            let _ = self.deaths.send(());
+        }
+    }
+}
+
+impl Handler {
+    /// Takes batches from the gate and serves them, until the gate is gone.
+    fn serve(&self) {
+        loop {
+            let (tx, rx) = sync_channel(1);
+            self.state.set_handler_state(HandlerState::Idle);
+            if !self.inbox.send(ToGate::Idle(tx)) {
+                return;
+            }
+            // An error means the gate restarted and lost our request: ask again.
+            let Ok(batch) = rx.recv() else { continue };
+            self.state.set_handler_state(HandlerState::Busy);
+            for job in batch {
+                self.serve_job(job);
+                if !self.pace.is_zero() {
+                    thread::sleep(self.pace);
+                }
+            }
+        }
+    }
+
+    fn serve_job(&self, job: Job) {
+        if client_gone(&job.conn.stream) {
+            self.state.count_drop(Dropped::ClientGone);
+            return;
+        }
+        #[cfg(debug_assertions)]
+        test_hook(&job, false);
+        let response = catch_unwind(AssertUnwindSafe(|| self.execute(&job))).unwrap_or_else(|_| {
+            log::event(format_args!(
+                "{} {}: the job panicked; answered 500",
+                job.id, job.route.pattern
+            ));
+            Response::plain(500, &[], job.head.method == Method::Head)
+        });
+        let Job {
+            id,
+            conn,
+            head,
+            slot,
+            ..
+        } = job;
+        self.inbox.send(ToGate::Answer(Answer {
+            conn,
+            response,
+            id,
+            method: head.method.as_str(),
+            target: head.target,
+        }));
+        // The slot is freed only now, once the answer is with the gate.
+        drop(slot);
+    }
+
+    fn execute(&self, job: &Job) -> Response {
+        #[cfg(debug_assertions)]
+        test_hook(job, true);
+        let route = &job.route;
+        let env = cgi::environment(job);
+        self.state.programs_started.fetch_add(1, Relaxed);
+        let result = program::run(&Run {
+            argv: &route.command,
+            env: &env,
+            stdin: &job.body,
+            deadline: Instant::now() + route.timeout,
+            max_output: route.max_output,
+        });
+        let head_only = job.head.method == Method::Head;
+        let stderr = match &result {
+            Ok(out) => out.stderr.as_bytes(),
+            Err(f) => f.stderr(),
+        };
+        for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            log::event(format_args!("{} stderr: {}", job.id, Escaped(line)));
+        }
+        match result {
+            Ok(out) => Response::new(
+                200,
+                &[("Content-Type", &route.content_type)],
+                out.stdout,
+                head_only,
+            ),
+            Err(failure) => {
+                let program = route.command.first().map_or("", String::as_str);
+                log::event(format_args!(
+                    "{} {} {}: `{}` {failure}",
+                    job.id,
+                    job.head.method.as_str(),
+                    route.pattern,
+                    Escaped(program.as_bytes()),
+                ));
+                let status = match failure {
+                    Failure::Timeout(_) => 504,
+                    _ => 502,
+                };
+                Response::plain(status, &[], head_only)
+            }
+        }
+    }
+}
+
+/// True if the client closed or reset its connection while its request
+/// waited. A client that half-closes after its request counts as gone too,
+/// as with nginx: clients that give up close, and this is the only sign.
+fn client_gone(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.peek(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted,
+    }
+}
+
+/// Test hooks, in debug builds only (the tests run the debug binary): a route
+/// whose command is `fiddler-crab:panic` panics inside its job;
+/// `fiddler-crab:die` panics outside it, killing the handler thread.
+#[cfg(debug_assertions)]
+#[allow(clippy::panic)] // the panics are the point: they prove the restarts
+fn test_hook(job: &Job, inside_job: bool) {
+    match (job.route.command.first().map(String::as_str), inside_job) {
+        (Some("fiddler-crab:panic"), true) => std::panic::panic_any("test hook: a job panics"),
+        (Some("fiddler-crab:die"), false) => std::panic::panic_any("test hook: the handler dies"),
+        _ => {}
+    }
+}

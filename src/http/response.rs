@@ -1,0 +1,157 @@
+//! Builds the bytes of a response: status line, `Date`, `Content-Length`,
+//! `Connection: close`, the caller's headers, and the body kept apart so a
+//! large program output is never copied.
+//!
+//! Must never: touch a socket, or emit a header from the outside world that
+//! holds CR or LF.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+/// A complete answer: the head (status line and headers) and the body.
+/// `HEAD` answers carry the `Content-Length` of the body they leave out.
+pub struct Response {
+    pub status: u16,
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// An answer with `body`, sent whole or (`head_only`, for HEAD) without it.
+    pub fn new(status: u16, headers: &[(&str, &str)], body: Vec<u8>, head_only: bool) -> Response {
+        let mut head = String::with_capacity(160);
+        let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
+        write_http_date(&mut head, SystemTime::now());
+        let _ = write!(head, "\r\nContent-Length: {}\r\n", body.len());
+        for (name, value) in headers {
+            if is_clean(name) && is_clean(value) {
+                let _ = write!(head, "{name}: {value}\r\n");
+            }
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        Response {
+            status,
+            head: head.into_bytes(),
+            body: if head_only { Vec::new() } else { body },
+        }
+    }
+
+    /// The server's own short answer for `status`: text naming the status.
+    pub fn plain(status: u16, headers: &[(&str, &str)], head_only: bool) -> Response {
+        let body = format!("{status} {}\n", reason(status)).into_bytes();
+        let mut all = Vec::with_capacity(headers.len() + 1);
+        all.push(("Content-Type", "text/plain; charset=utf-8"));
+        all.extend_from_slice(headers);
+        Response::new(status, &all, body, head_only)
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+}
+
+/// The interim answer to `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+fn is_clean(s: &str) -> bool {
+    !s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7, IMF-fixdate).
+pub fn write_http_date(out: &mut String, now: SystemTime) {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (y, mo, d, h, mi, s) = civil(secs);
+    let weekday = DAYS.get((secs / 86_400 % 7) as usize).unwrap_or(&"Thu");
+    let month = MONTHS.get(mo.saturating_sub(1) as usize).unwrap_or(&"Jan");
+    let _ = write!(
+        out,
+        "{weekday}, {d:02} {month} {y} {h:02}:{mi:02}:{s:02} GMT"
+    );
+}
+
+/// Seconds since the epoch → (year, month 1–12, day, hour, minute, second), UTC.
+/// Howard Hinnant's days-to-civil algorithm.
+pub fn civil(secs: u64) -> (u64, u64, u64, u64, u64, u64) {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        let at = |s| {
+            let mut out = String::new();
+            write_http_date(&mut out, SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+            out
+        };
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(at(1_795_000_000), "Wed, 18 Nov 2026 11:06:40 GMT");
+    }
+
+    #[test]
+    fn head_has_the_framing_headers() {
+        let r = Response::new(
+            200,
+            &[("Content-Type", "text/plain")],
+            b"hi".to_vec(),
+            false,
+        );
+        let head = String::from_utf8(r.head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\nDate: "));
+        assert!(head.contains("\r\nContent-Length: 2\r\n"));
+        assert!(head.ends_with("Content-Type: text/plain\r\nConnection: close\r\n\r\n"));
+        assert_eq!(r.body, b"hi");
+        let r = Response::new(200, &[("X-Bad", "a\r\nInjected: 1")], b"hi".to_vec(), true);
+        assert!(!String::from_utf8(r.head).unwrap().contains("Injected"));
+        assert!(r.body.is_empty());
+    }
+}

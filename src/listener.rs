@@ -1,0 +1,118 @@
+//! The listener: accepts connections and passes those there is room for to
+//! the gate.
+//!
+//! Owns: the listening socket. Per connection it does one atomic load (is
+//! there room?) and then either hands the stream to the gate or closes it:
+//! nothing else, no read, no log line, no allocation. With `--on-full
+//! backlog` it holds the connection it just accepted and accepts no other
+//! until a slot is freed: the kernel's backlog holds or refuses the rest.
+//! Must never: read from a socket, or spin when accept fails.
+
+use crate::config::OnFull;
+use crate::gate::{Inbox, ToGate};
+use crate::http::response::Response;
+use crate::log;
+use crate::queue::Conn;
+use crate::state::{Dropped, State};
+use std::io::{ErrorKind, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Pauses after a failed accept (EMFILE, ENFILE, ENOBUFS…): from the first
+/// to the last, doubling, so a persistent failure costs almost nothing.
+const BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const BACKOFF_LAST: Duration = Duration::from_secs(1);
+
+pub struct Listener {
+    pub socket: TcpListener,
+    pub state: Arc<State>,
+    pub inbox: Inbox,
+    pub on_full: OnFull,
+    /// A token per freed slot (for `OnFull::Backlog`).
+    pub room: Receiver<()>,
+}
+
+impl Listener {
+    /// Accepts forever.
+    pub fn run(&self) {
+        let mut canned = Canned::default();
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let (stream, peer) = match self.socket.accept() {
+                Ok(accepted) => accepted,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::Interrupted | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => {
+                    if backoff == BACKOFF_FIRST {
+                        log::event(format_args!("listener: accept failed: {e}; backing off"));
+                    }
+                    thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_LAST);
+                    continue;
+                }
+            };
+            backoff = BACKOFF_FIRST;
+            if !self.state.has_room() {
+                match self.on_full {
+                    // Hold this one and accept no other until there is room.
+                    OnFull::Backlog => self.wait_for_room(),
+                    OnFull::ServiceUnavailable => {
+                        let _ = (&stream).write(canned.bytes());
+                        self.state.count_drop(Dropped::QueueFull);
+                        continue;
+                    }
+                    OnFull::Close => {
+                        self.state.count_drop(Dropped::QueueFull);
+                        continue; // dropping the stream closes it
+                    }
+                }
+            }
+            let conn = Conn {
+                stream,
+                peer,
+                accepted: Instant::now(),
+            };
+            // A full mailbox means the gate is behind: the connection is closed.
+            self.inbox.offer(ToGate::Accepted(conn));
+        }
+    }
+
+    /// Blocks until a slot is free (each freed slot sends a token).
+    fn wait_for_room(&self) {
+        while !self.state.has_room() {
+            if self.room.recv().is_err() {
+                thread::sleep(BACKOFF_LAST);
+            }
+        }
+    }
+}
+
+/// The 503 for `--on-full 503`, made anew only when its `Date` second changes.
+#[derive(Default)]
+struct Canned {
+    second: u64,
+    bytes: Vec<u8>,
+}
+
+impl Canned {
+    fn bytes(&mut self) -> &[u8] {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if now != self.second || self.bytes.is_empty() {
+            let r = Response::plain(503, &[("Retry-After", "1")], false);
+            self.bytes = [r.head, r.body].concat();
+            self.second = now;
+        }
+        &self.bytes
+    }
+}

@@ -1,0 +1,151 @@
+//! fiddler_crab: runs one program per HTTP request, one at a time, holds a
+//! fixed number waiting, and ignores the rest at almost no cost.
+//!
+//! The whole pipeline, one direction:
+//!
+//! ```text
+//! clients ─► listener ─► gate ─► queue ─► handler ─► gate ─► clients
+//!            (room?      (reads,   (whole    (one program  (writes
+//!             or close)   parses)   batches)  at a time)    answers)
+//! ```
+//! `main` reads the config, binds the sockets and starts each part; the
+//! watchdog keeps them alive. ARCHITECTURE.md has the full picture.
+
+mod admin;
+mod cgi;
+mod config;
+mod gate;
+mod handler;
+mod http;
+mod listener;
+mod log;
+mod program;
+mod queue;
+mod route;
+mod state;
+mod sys;
+mod toml;
+mod watchdog;
+
+use config::{Command, Config};
+use gate::{Gate, Settings};
+use handler::Handler;
+use http::request::Limits;
+use listener::Listener;
+use state::{Part, State};
+use std::io;
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::thread;
+
+fn main() -> ExitCode {
+    match config::from_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(config)) => match serve(config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fiddler_crab: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(Command::Help) => {
+            print!("{}", config::HELP);
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("fiddler_crab {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fiddler_crab: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config: Config) -> io::Result<()> {
+    log::start(config.quiet);
+    std::panic::set_hook(Box::new(|info| {
+        let thread = thread::current();
+        log::event(format_args!(
+            "panic in {}: {info}",
+            thread.name().unwrap_or("a thread")
+        ));
+    }));
+    let open_files = sys::raise_fd_limit()?;
+    let bind = |addr| {
+        TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    };
+    let socket = bind(config.listen)?;
+    let admin = config.admin.map(bind).transpose()?;
+    log::event(format_args!("listening on {}", socket.local_addr()?));
+    if let Some(admin) = &admin {
+        log::event(format_args!("admin on {}", admin.local_addr()?));
+    }
+    log::event(format_args!(
+        "queue {}, max-reading {}, {} route(s), {open_files} open files allowed",
+        config.queue,
+        config.max_reading,
+        config.routes.list.len(),
+    ));
+
+    let (state, room) = State::new(config.queue);
+    let (inbox, mailbox) = gate::mailbox(config.max_reading + config.queue + 16)?;
+
+    // The handler: runs one program at a time; its standby waits beside it.
+    watchdog::start_handler(Arc::new(Handler {
+        state: Arc::clone(&state),
+        inbox: inbox.clone(),
+        pace: config.pace,
+    }))?;
+
+    // The gate: reads requests, queues jobs, writes answers.
+    let settings = Settings {
+        limits: Limits {
+            max_body: config.max_body,
+            ..Limits::default()
+        },
+        max_reading: config.max_reading,
+        read_timeout: config.read_timeout,
+        write_timeout: config.write_timeout,
+        answer_memory: config.answer_memory,
+    };
+    let routes = Arc::new(config.routes);
+    let gate_state = Arc::clone(&state);
+    spawn("gate", move || {
+        watchdog::restarting(Part::Gate, &gate_state, || {
+            Gate::new(
+                settings.clone(),
+                Arc::clone(&routes),
+                Arc::clone(&gate_state),
+            )
+            .run(&mailbox);
+        });
+    })?;
+
+    // The admin endpoint: /health, /ready, /metrics.
+    if let Some(admin) = admin {
+        let admin_state = Arc::clone(&state);
+        spawn("admin", move || admin::run(&admin, &admin_state))?;
+    }
+
+    // The listener, on the main thread: accepts while there is room.
+    let listener = Listener {
+        socket,
+        state: Arc::clone(&state),
+        inbox,
+        on_full: config.on_full,
+        room,
+    };
+    watchdog::restarting(Part::Listener, &state, || listener.run());
+    Ok(())
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new()
+        .name(name.into())
+        .stack_size(256 * 1024)
+        .spawn(body)
+        .map(drop)
+}

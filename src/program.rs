@@ -1,0 +1,315 @@
+//! Runs one external program to completion: body to stdin, stdout kept (up to
+//! a cap), a bounded tail of stderr kept, all three pipes served by one
+//! `poll` loop so a program that writes before it reads cannot deadlock, and
+//! its whole process group killed at the deadline.
+//!
+//! Must never: use a shell, wait past the deadline, keep more than
+//! `max_output` + `STDERR_TAIL` bytes, or leave a process of the group running
+//! when it returns.
+
+use crate::sys::{self, POLLIN, POLLOUT, PollFd, SIGKILL};
+use std::ffi::OsString;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Bytes of stderr kept (the last ones) for the log.
+pub const STDERR_TAIL: usize = 2048;
+/// How often to check for the exit of a program that closed its pipes, on a
+/// kernel without pidfd (before Linux 5.3). Never used while idle.
+const EXIT_CHECK: Duration = Duration::from_millis(20);
+
+/// What to run and with what.
+pub struct Run<'a> {
+    pub argv: &'a [String],
+    /// The whole environment of the program (it inherits nothing).
+    pub env: &'a [(OsString, OsString)],
+    pub stdin: &'a [u8],
+    pub deadline: Instant,
+    pub max_output: usize,
+}
+
+/// A program that ran and exited with status 0.
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Tail,
+}
+
+/// Why a run gave no usable output. Each maps to one status in the handler.
+#[derive(Debug)]
+pub enum Failure {
+    /// The program could not be started (missing, not executable, …): 502.
+    Spawn(io::Error),
+    /// It exited with a non-zero code: 502.
+    Exit(i32, Tail),
+    /// A signal ended it: 502.
+    Signal(i32, Tail),
+    /// It ran past its deadline and was killed: 504.
+    Timeout(Tail),
+    /// It wrote more than `max_output` and was killed: 502.
+    OutputCap(Tail),
+    /// The pipes to it failed (the server's side): 502.
+    Io(io::Error),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Failure::Spawn(e) => write!(f, "could not start: {e}"),
+            Failure::Exit(code, _) => write!(f, "exited with code {code}"),
+            Failure::Signal(sig, _) => write!(f, "killed by signal {sig}"),
+            Failure::Timeout(_) => f.write_str("ran past its deadline and was killed"),
+            Failure::OutputCap(_) => f.write_str("wrote more than max_output and was killed"),
+            Failure::Io(e) => write!(f, "pipe error: {e}"),
+        }
+    }
+}
+
+impl Failure {
+    pub fn stderr(&self) -> &[u8] {
+        match self {
+            Failure::Exit(_, t)
+            | Failure::Signal(_, t)
+            | Failure::Timeout(t)
+            | Failure::OutputCap(t) => t.as_bytes(),
+            Failure::Spawn(_) | Failure::Io(_) => &[],
+        }
+    }
+}
+
+/// The last `STDERR_TAIL` bytes a program wrote to stderr.
+#[derive(Debug, Default)]
+pub struct Tail {
+    buf: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        let excess = self.buf.len().saturating_sub(STDERR_TAIL);
+        self.buf.drain(..excess);
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+/// Starts the program and runs it to its end. Blocks the calling thread until
+/// then, never past `run.deadline` (plus the moment a SIGKILL takes).
+pub fn run(run: &Run) -> Result<Output, Failure> {
+    let (program, args) = match run.argv.split_first() {
+        Some(split) => split,
+        None => return Err(Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput))),
+    };
+    let child = Command::new(program)
+        .args(args)
+        .env_clear()
+        .envs(run.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if run.stdin.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(Failure::Spawn)?;
+    let mut group = Group::new(child);
+    group.serve(run)
+}
+
+/// A running program, its pipes, and the promise that its group is killed
+/// and reaped when this is dropped, whatever happened before.
+struct Group {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+    exit: Option<OwnedFd>,
+    status: Option<ExitStatus>,
+}
+
+impl Group {
+    fn new(mut child: Child) -> Group {
+        let exit = sys::pidfd_open(child.id()).ok();
+        Group {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            exit,
+            status: None,
+            child,
+        }
+    }
+
+    fn serve(&mut self, run: &Run) -> Result<Output, Failure> {
+        let pipes = [fd_of(&self.stdin), fd_of(&self.stdout), fd_of(&self.stderr)];
+        for fd in pipes.into_iter().flatten() {
+            sys::set_nonblocking(&fd).map_err(Failure::Io)?;
+        }
+        let mut written = 0;
+        let mut stdout = Vec::new();
+        let mut stderr = Tail::default();
+        let mut scratch = vec![0u8; 64 * 1024];
+        loop {
+            let closed = self.stdout.is_none() && self.stderr.is_none();
+            if self.status.is_some() || (closed && self.exited_now()) {
+                // Exited: what it wrote is in the pipes already. Take what is
+                // there without waiting for stragglers of its group.
+                self.drain(&mut stdout, &mut stderr, &mut scratch, run.max_output)?;
+                break;
+            }
+            let Some(left) = run
+                .deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(Failure::Timeout(stderr));
+            };
+            let (stdin, out, err, exit) = (
+                fd_of(&self.stdin),
+                fd_of(&self.stdout),
+                fd_of(&self.stderr),
+                fd_of(&self.exit),
+            );
+            // poll(2) skips entries whose descriptor is negative.
+            let mut fds = [
+                (stdin, POLLOUT),
+                (out, POLLIN),
+                (err, POLLIN),
+                (exit, POLLIN),
+            ]
+            .map(|(fd, events)| PollFd::new(fd.unwrap_or(-1), events));
+            let timeout = if exit.is_none() && closed {
+                left.min(EXIT_CHECK)
+            } else {
+                left
+            };
+            sys::poll(&mut fds, Some(timeout)).map_err(Failure::Io)?;
+            let [stdin_ready, out_ready, err_ready, exit_ready] = fds.map(|p| p.ready());
+            if stdin_ready {
+                self.feed(run.stdin, &mut written);
+            }
+            if out_ready {
+                read_some(&mut self.stdout, &mut scratch, |b| {
+                    stdout.extend_from_slice(b)
+                })
+                .map_err(Failure::Io)?;
+                if stdout.len() > run.max_output {
+                    return Err(Failure::OutputCap(stderr));
+                }
+            }
+            if err_ready {
+                read_some(&mut self.stderr, &mut scratch, |b| stderr.push(b))
+                    .map_err(Failure::Io)?;
+            }
+            if exit_ready {
+                self.exited_now();
+            }
+        }
+        let status = self
+            .status
+            .ok_or_else(|| Failure::Io(io::Error::other("no exit status")))?;
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Ok(Output { stdout, stderr }),
+            (Some(code), _) => Err(Failure::Exit(code, stderr)),
+            (None, Some(sig)) => Err(Failure::Signal(sig, stderr)),
+            (None, None) => Err(Failure::Exit(-1, stderr)),
+        }
+    }
+
+    /// Writes what stdin can take now; closes it when all is written or the
+    /// program stopped reading (EPIPE is the program's choice, not an error).
+    fn feed(&mut self, body: &[u8], written: &mut usize) {
+        let Some(pipe) = self.stdin.as_mut() else {
+            return;
+        };
+        loop {
+            let rest = body.get(*written..).unwrap_or_default();
+            if rest.is_empty() {
+                self.stdin = None;
+                return;
+            }
+            match pipe.write(rest) {
+                Ok(n) => *written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.stdin = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads whatever stdout and stderr hold now, without waiting for more.
+    fn drain(
+        &mut self,
+        stdout: &mut Vec<u8>,
+        stderr: &mut Tail,
+        scratch: &mut [u8],
+        cap: usize,
+    ) -> Result<(), Failure> {
+        read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
+            .map_err(Failure::Io)?;
+        read_some(&mut self.stderr, scratch, |b| stderr.push(b)).map_err(Failure::Io)?;
+        if stdout.len() > cap {
+            return Err(Failure::OutputCap(std::mem::take(stderr)));
+        }
+        Ok(())
+    }
+
+    /// True if the program has exited (and records how), without blocking.
+    fn exited_now(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_some()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The group may hold stragglers even after the leader exited (a
+        // daemonised grandchild): kill them all. ESRCH means none are left.
+        let _ = sys::kill_group(self.child.id(), SIGKILL);
+        if self.status.is_none() {
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn fd_of(pipe: &Option<impl AsRawFd>) -> Option<RawFd> {
+    pipe.as_ref().map(AsRawFd::as_raw_fd)
+}
+
+/// Reads from a non-blocking pipe until it would block; at end of file the
+/// pipe is closed (set to `None`). Reads at most 16 chunks at a time so one
+/// stream cannot starve the other.
+fn read_some<R: Read>(
+    pipe: &mut Option<R>,
+    scratch: &mut [u8],
+    mut sink: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    let Some(r) = pipe.as_mut() else {
+        return Ok(());
+    };
+    for _ in 0..16 {
+        match r.read(scratch) {
+            Ok(0) => {
+                *pipe = None;
+                return Ok(());
+            }
+            Ok(n) => sink(scratch.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

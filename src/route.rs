@@ -1,0 +1,240 @@
+//! Routes: which program answers which method and path, and how a request
+//! path is matched against them.
+//!
+//! Owns: the route table (immutable once built) and the matching rules:
+//! an exact path beats a prefix (`/x/*`), a longer prefix beats a shorter one,
+//! `ANY` matches every method, a GET route answers HEAD too.
+//! Must never: run anything or touch a socket.
+
+use crate::http::Method;
+use std::ffi::OsString;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodRule {
+    Any,
+    Only(Method),
+}
+
+impl MethodRule {
+    fn allows(self, m: Method) -> bool {
+        match self {
+            MethodRule::Any => true,
+            MethodRule::Only(only) => only == m || (only == Method::Get && m == Method::Head),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRule {
+    Exact(String),
+    /// `/x/*`, kept as `/x` (`/*` as the empty prefix): matches `/x` and `/x/…`.
+    Prefix(String),
+}
+
+impl PathRule {
+    pub fn parse(pattern: &str) -> Option<PathRule> {
+        if !pattern.starts_with('/') || pattern.contains(['?', '#']) {
+            return None;
+        }
+        match pattern.strip_suffix("/*") {
+            Some(prefix) if !prefix.contains('*') => Some(PathRule::Prefix(prefix.to_owned())),
+            Some(_) => None,
+            None if pattern.contains('*') => None,
+            None => Some(PathRule::Exact(pattern.to_owned())),
+        }
+    }
+
+    /// For a matching path: (SCRIPT_NAME, PATH_INFO) and how specific the match is.
+    fn split<'p>(&self, path: &'p str) -> Option<(&'p str, &'p str, usize)> {
+        match self {
+            PathRule::Exact(p) => (p == path).then_some((path, "", usize::MAX)),
+            PathRule::Prefix(p) => {
+                let rest = path.strip_prefix(p.as_str())?;
+                (rest.is_empty() || rest.starts_with('/')).then(|| {
+                    let (script, info) = path.split_at(p.len());
+                    (script, info, p.len())
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub method: MethodRule,
+    pub path: PathRule,
+    /// The path as written in the config, for logs and the index.
+    pub pattern: String,
+    /// Program and arguments; run directly, never through a shell.
+    pub command: Vec<String>,
+    pub timeout: Duration,
+    /// Added to the clean environment (which holds only PATH otherwise).
+    pub env: Vec<(OsString, OsString)>,
+    /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
+    pub max_output: usize,
+    pub content_type: String,
+}
+
+/// What the table says about one request.
+pub enum Match<'a> {
+    Run {
+        route: &'a Arc<Route>,
+        script_name: &'a str,
+        path_info: &'a str,
+    },
+    /// 200 with the list of routes (the demo's `GET /`).
+    Index,
+    /// No route's path matches: 404.
+    NotFound,
+    /// The path matches, the method does not: 405 with this `Allow`.
+    NotAllowed(String),
+    /// OPTIONS with no route of its own: 204 with this `Allow`.
+    Options(String),
+}
+
+pub struct Routes {
+    pub list: Vec<Arc<Route>>,
+    /// Serve the route list at `GET /` when no route claims it.
+    pub index: bool,
+}
+
+impl Routes {
+    pub fn find<'a>(&'a self, method: Method, path: &'a str) -> Match<'a> {
+        if path == "*" {
+            return Match::Options(allow_header(Method::ALL.into_iter()));
+        }
+        let best = self
+            .list
+            .iter()
+            .filter_map(|r| r.path.split(path).map(|(s, i, rank)| (r, s, i, rank)))
+            .max_by_key(|&(_, _, _, rank)| rank);
+        let Some((_, _, _, rank)) = best else {
+            return self.fallback(method, path);
+        };
+        let same_rank = || {
+            self.list
+                .iter()
+                .filter_map(|r| r.path.split(path).map(|(s, i, k)| (r, s, i, k)))
+                .filter(move |&(_, _, _, k)| k == rank)
+        };
+        if let Some((route, script_name, path_info, _)) =
+            same_rank().find(|(r, ..)| r.method.allows(method))
+        {
+            return Match::Run {
+                route,
+                script_name,
+                path_info,
+            };
+        }
+        let allowed = Method::ALL
+            .into_iter()
+            .filter(|&m| m == Method::Options || same_rank().any(|(r, ..)| r.method.allows(m)));
+        if method == Method::Options {
+            Match::Options(allow_header(allowed))
+        } else {
+            Match::NotAllowed(allow_header(allowed))
+        }
+    }
+
+    fn fallback(&self, method: Method, path: &str) -> Match<'_> {
+        match (self.index && path == "/", method) {
+            (true, Method::Get | Method::Head) => Match::Index,
+            (true, Method::Options) => Match::Options("GET, HEAD, OPTIONS".into()),
+            (true, _) => Match::NotAllowed("GET, HEAD, OPTIONS".into()),
+            (false, _) => Match::NotFound,
+        }
+    }
+
+    /// The index page: one line per route.
+    pub fn index_text(&self) -> String {
+        let mut text = String::from("fiddler_crab routes:\n");
+        for r in &self.list {
+            let method = match r.method {
+                MethodRule::Any => "ANY",
+                MethodRule::Only(m) => m.as_str(),
+            };
+            text.push_str(&format!(
+                "{method} {} -> {}\n",
+                r.pattern,
+                r.command.join(" ")
+            ));
+        }
+        text
+    }
+}
+
+fn allow_header(methods: impl Iterator<Item = Method>) -> String {
+    methods.map(Method::as_str).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: MethodRule, pattern: &str) -> Arc<Route> {
+        Arc::new(Route {
+            method,
+            path: PathRule::parse(pattern).unwrap(),
+            pattern: pattern.into(),
+            command: vec![pattern.into()],
+            timeout: Duration::from_secs(1),
+            env: vec![],
+            max_output: 1,
+            content_type: String::new(),
+        })
+    }
+
+    fn run(routes: &Routes, m: Method, path: &str) -> Option<(String, String, String)> {
+        match routes.find(m, path) {
+            Match::Run {
+                route,
+                script_name,
+                path_info,
+            } => Some((route.pattern.clone(), script_name.into(), path_info.into())),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn matching() {
+        let routes = Routes {
+            list: vec![
+                route(MethodRule::Only(Method::Post), "/echo"),
+                route(MethodRule::Only(Method::Get), "/x/*"),
+                route(MethodRule::Only(Method::Get), "/x/y/*"),
+                route(MethodRule::Any, "/any"),
+            ],
+            index: false,
+        };
+        let t = |p: &str, s: &str, i: &str| Some((p.to_string(), s.to_string(), i.to_string()));
+        assert_eq!(run(&routes, Method::Post, "/echo"), t("/echo", "/echo", ""));
+        assert_eq!(run(&routes, Method::Get, "/x"), t("/x/*", "/x", ""));
+        assert_eq!(
+            run(&routes, Method::Head, "/x/a/b"),
+            t("/x/*", "/x", "/a/b")
+        );
+        assert_eq!(
+            run(&routes, Method::Get, "/x/y/z"),
+            t("/x/y/*", "/x/y", "/z")
+        );
+        assert_eq!(run(&routes, Method::Delete, "/any"), t("/any", "/any", ""));
+        assert!(matches!(routes.find(Method::Get, "/xy"), Match::NotFound));
+        assert!(matches!(
+            routes.find(Method::Get, "/echo/"),
+            Match::NotFound
+        ));
+        match routes.find(Method::Get, "/echo") {
+            Match::NotAllowed(allow) => assert_eq!(allow, "POST, OPTIONS"),
+            _ => panic!("expected 405"),
+        }
+        match routes.find(Method::Options, "/x/q") {
+            Match::Options(allow) => assert_eq!(allow, "GET, HEAD, OPTIONS"),
+            _ => panic!("expected OPTIONS"),
+        }
+        assert!(PathRule::parse("/a*").is_none());
+        assert!(PathRule::parse("a").is_none());
+        assert_eq!(PathRule::parse("/*"), Some(PathRule::Prefix(String::new())));
+    }
+}

@@ -1,0 +1,163 @@
+//! The few system calls std lacks, and the only `unsafe` in the crate.
+//!
+//! Owns: `poll(2)`, `kill(2)` of a whole process group, `pidfd_open(2)`,
+//! `fcntl(2)` to make a pipe non-blocking, and raising `RLIMIT_NOFILE`.
+//! Must never: hold state, allocate, or expose a raw pointer. Every function
+//! here is safe to call and returns `io::Result`; layouts are those of Linux
+//! on x86_64 and aarch64 (glibc and musl agree on them).
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+mod ffi {
+    use std::ffi::{c_int, c_long, c_short};
+
+    #[repr(C)]
+    pub struct PollFd {
+        pub fd: c_int,
+        pub events: c_short,
+        pub revents: c_short,
+    }
+
+    #[repr(C)]
+    pub struct RLimit {
+        pub cur: u64,
+        pub max: u64,
+    }
+
+    unsafe extern "C" {
+        pub fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
+        pub fn kill(pid: c_int, sig: c_int) -> c_int;
+        pub fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+        pub fn syscall(number: c_long, ...) -> c_long;
+        pub fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
+        pub fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
+    }
+}
+
+pub const POLLIN: i16 = 0x001;
+pub const POLLOUT: i16 = 0x004;
+
+pub const SIGKILL: i32 = 9;
+
+const F_GETFL: i32 = 3;
+const F_SETFL: i32 = 4;
+const O_NONBLOCK: i32 = 0o4000;
+const RLIMIT_NOFILE: i32 = 7;
+/// `pidfd_open` has the same number on every Linux architecture (the unified table).
+const SYS_PIDFD_OPEN: i64 = 434;
+
+/// One entry of a poll set: which descriptor, which events, which happened.
+#[repr(transparent)]
+pub struct PollFd(ffi::PollFd);
+
+impl PollFd {
+    pub fn new(fd: RawFd, events: i16) -> PollFd {
+        PollFd(ffi::PollFd {
+            fd,
+            events,
+            revents: 0,
+        })
+    }
+
+    /// True if the descriptor is readable, or closed, or in error: a read will not block.
+    pub fn ready(&self) -> bool {
+        self.0.revents != 0
+    }
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes (`None`: no timeout).
+/// Returns how many are ready; an interrupted wait returns 0.
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        // Round up so a deadline 0.3 ms away does not spin with a 0 ms timeout.
+        Some(t) => i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX),
+    };
+    // SAFETY: `PollFd` is `repr(transparent)` over `ffi::PollFd`, which is
+    // `repr(C)` with the kernel's `struct pollfd` layout; the pointer and the
+    // length come from one live, exclusively borrowed slice.
+    let n = unsafe { ffi::poll(fds.as_mut_ptr().cast(), fds.len() as u64, ms) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(err);
+    }
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Sends `signal` to every process in the group `pgid` (a child started with
+/// `process_group(0)` leads a group whose id is its pid).
+pub fn kill_group(pgid: u32, signal: i32) -> io::Result<()> {
+    let pgid = i32::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if pgid <= 1 {
+        // kill(-1) would signal every process we may signal; kill(0) our own group.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: kill takes plain integers; a negative pid names a process group.
+    if unsafe { ffi::kill(-pgid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A descriptor that becomes readable when the process `pid` exits (Linux 5.3+).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall takes a pid and flags (0) and returns a new
+    // descriptor or -1; it reads and writes no memory of ours.
+    let fd = unsafe {
+        ffi::syscall(
+            SYS_PIDFD_OPEN,
+            pid as std::ffi::c_long,
+            0 as std::ffi::c_long,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes a pipe or socket descriptor non-blocking.
+pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let fd = fd.as_raw_fd();
+    // SAFETY: F_GETFL takes no third argument and only reads the descriptor's flags.
+    let flags = unsafe { ffi::fcntl(fd, F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL takes an int argument; the borrow keeps `fd` open.
+    if unsafe { ffi::fcntl(fd, F_SETFL, flags | O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit, so the configured
+/// bounds (readers, queue, writers) are not cut short by a default of 1024.
+/// Returns the soft limit now in force.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    let mut lim = ffi::RLimit { cur: 0, max: 0 };
+    // SAFETY: `lim` is a valid, writable `struct rlimit` for the call's duration.
+    if unsafe { ffi::getrlimit(RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.cur < lim.max {
+        let raised = ffi::RLimit {
+            cur: lim.max,
+            max: lim.max,
+        };
+        // SAFETY: `raised` is a valid `struct rlimit`, only read by the call.
+        if unsafe { ffi::setrlimit(RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(raised.cur);
+    }
+    Ok(lim.cur)
+}

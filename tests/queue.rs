@@ -1,0 +1,190 @@
+//! The bound and the handoff: exactly `queue` requests held, the rest closed
+//! unread; one program at a time; clients that leave are never run; the
+//! `--on-full` modes; panics and a dead handler.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::Write;
+use support::{Control, Server, TempDir, heavy, overlapped, read_all, read_reply, starts};
+
+fn held_server(dir: TempDir, control: &Control, args: &[&str]) -> Server {
+    let program = control.program(&dir);
+    let route = format!("POST /held={program}");
+    let mut all = vec!["--route", &route, "--route", "GET /ok=echo ok"];
+    all.extend_from_slice(args);
+    Server::start_in(dir, &all)
+}
+
+fn send(s: &Server, body: &str) -> std::net::TcpStream {
+    let mut c = s.connect();
+    let req = format!(
+        "POST /held HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    c
+}
+
+#[test]
+fn a_burst_of_three_times_the_queue() {
+    let _heavy = heavy();
+    const Q: usize = 8;
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, &["--queue", &Q.to_string()]);
+    // The first runs and is held; the next Q-1 wait.
+    let mut held_clients = vec![send(&s, "0")];
+    let first = control.wait_started();
+    for i in 1..Q {
+        held_clients.push(send(&s, &i.to_string()));
+    }
+    s.wait_metric("fiddler_queue_depth", |d| d == Q as u64);
+    // The other 2×Q: closed at accept, nothing read, nothing answered.
+    let mut excess: Vec<_> = (0..2 * Q).map(|i| send(&s, &format!("x{i}"))).collect();
+    for c in &mut excess {
+        let (bytes, _) = read_all(c);
+        assert!(
+            bytes.is_empty(),
+            "an excess connection got {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    assert_eq!(
+        s.metric("fiddler_dropped_total{reason=\"queue_full\"}"),
+        2 * Q as u64
+    );
+    // Released one by one, every held request is answered, in order.
+    first.release();
+    for _ in 1..Q {
+        control.wait_started().release();
+    }
+    for (i, c) in held_clients.iter_mut().enumerate() {
+        let r = read_reply(c);
+        assert_eq!((r.status, r.text()), (200, i.to_string()));
+    }
+    assert_eq!(starts(&s.dir), Q);
+    assert!(!overlapped(&s.dir), "two programs ran at once");
+    assert_eq!(s.get("/ok").status, 200);
+}
+
+#[test]
+fn clients_that_leave_while_queued_are_never_run() {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, &["--queue", "10"]);
+    let mut first = send(&s, "first");
+    let held = control.wait_started();
+    let leavers: Vec<_> = (0..5).map(|i| send(&s, &i.to_string())).collect();
+    s.wait_metric("fiddler_queue_depth", |d| d == 6);
+    drop(leavers);
+    held.release();
+    assert_eq!(read_reply(&mut first).text(), "first");
+    // The next request runs; the five that left never did.
+    let mut last = send(&s, "last");
+    control.wait_started().release();
+    assert_eq!(read_reply(&mut last).text(), "last");
+    assert_eq!(starts(&s.dir), 2);
+    assert_eq!(s.metric("fiddler_dropped_total{reason=\"client_gone\"}"), 5);
+}
+
+#[test]
+fn on_full_503_answers_with_a_canned_503() {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, &["--queue", "1", "--on-full", "503"]);
+    let mut first = send(&s, "a");
+    let held = control.wait_started();
+    let mut c = s.connect();
+    let r = read_reply(&mut c);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert!(r.header("Date").is_some());
+    held.release();
+    assert_eq!(read_reply(&mut first).text(), "a");
+}
+
+#[test]
+fn on_full_backlog_leaves_connections_to_the_kernel() {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, &["--queue", "1", "--on-full", "backlog"]);
+    let mut first = send(&s, "a");
+    let held = control.wait_started();
+    // Not accepted while full, but not refused either: the kernel holds it.
+    let mut waiting = send(&s, "b");
+    assert_eq!(s.metric("fiddler_dropped_total{reason=\"queue_full\"}"), 0);
+    held.release();
+    assert_eq!(read_reply(&mut first).text(), "a");
+    control.wait_started().release();
+    assert_eq!(read_reply(&mut waiting).text(), "b");
+}
+
+#[test]
+fn a_request_completed_into_a_full_queue_gets_503() {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, &["--queue", "2"]);
+    let mut first = send(&s, "a");
+    let held = control.wait_started();
+    // Accepted while there was room, still sending its request…
+    let mut slow = s.connect();
+    slow.write_all(b"POST /held HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    s.wait_metric("fiddler_connections{state=\"reading\"}", |n| n == 1);
+    // …when another fills the queue.
+    let mut second = send(&s, "b");
+    s.wait_metric("fiddler_queue_depth", |d| d == 2);
+    slow.write_all(b"Content-Length: 1\r\n\r\nc").unwrap();
+    let r = read_reply(&mut slow);
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+    held.release();
+    control.wait_started().release();
+    assert_eq!(read_reply(&mut first).text(), "a");
+    assert_eq!(read_reply(&mut second).text(), "b");
+}
+
+#[test]
+fn a_panicking_job_is_answered_500() {
+    let s = Server::start(&[
+        "--route",
+        "GET /panic=fiddler-crab:panic",
+        "--route",
+        "GET /ok=echo ok",
+    ]);
+    assert_eq!(s.get("/panic").status, 500);
+    s.wait_log(|l| l.contains("test hook: a job panics"));
+    assert_eq!(s.get("/ok").text(), "ok\n");
+    assert_eq!(s.metric("fiddler_handler_restarts_total"), 0);
+}
+
+#[test]
+fn a_dead_handler_is_replaced_by_its_standby() {
+    let mut s = Server::start(&[
+        "--route",
+        "GET /die=fiddler-crab:die",
+        "--route",
+        "GET /ok=echo ok",
+    ]);
+    let mut c = s.connect();
+    c.write_all(b"GET /die HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (bytes, _) = read_all(&mut c);
+    assert!(bytes.is_empty(), "the job died with its thread: no answer");
+    s.wait_metric("fiddler_handler_restarts_total", |n| n == 1);
+    assert_eq!(s.get("/ok").text(), "ok\n");
+    // And again: the new standby takes over in turn.
+    let mut c = s.connect();
+    c.write_all(b"GET /die HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(read_all(&mut c).0.is_empty());
+    s.wait_metric("fiddler_handler_restarts_total", |n| n == 2);
+    assert_eq!(s.get("/ok").text(), "ok\n");
+    assert!(s.alive());
+}

@@ -1,0 +1,65 @@
+//! Slow clients cost nothing: sockets that never send, and sockets that
+//! trickle their head a byte at a time, cannot lock out a prompt client,
+//! because the oldest still-reading connection makes way for a new one.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use support::{Server, heavy};
+
+const MAX_READING: usize = 20;
+
+#[test]
+fn slowloris_cannot_lock_out_a_prompt_client() {
+    let _heavy = heavy();
+    // A read timeout far longer than the test: only eviction can make room.
+    let s = Server::start(&[
+        "--route",
+        "POST /echo=cat",
+        "--max-reading",
+        &MAX_READING.to_string(),
+        "--read-timeout",
+        "600",
+    ]);
+    let silent: Vec<TcpStream> = (0..MAX_READING + 100).map(|_| s.connect()).collect();
+    let tricklers: Vec<TcpStream> = (0..MAX_READING + 100).map(|_| s.connect()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let head = b"POST /echo HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                // One header byte per socket per round: the load a slowloris
+                // client makes, not a wait for anything.
+                for mut t in &tricklers {
+                    let _ = t.write_all(&[*head.get(sent).unwrap_or(&b'a')]);
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            tricklers
+        })
+    };
+    s.wait_metric("fiddler_dropped_total{reason=\"evicted\"}", |n| n >= 200);
+    for i in 0..10 {
+        let body = format!("prompt {i}");
+        let r = s.post("/echo", body.as_bytes());
+        assert_eq!((r.status, r.text()), (200, body));
+    }
+    assert!(s.metric("fiddler_connections{state=\"reading\"}") <= MAX_READING as u64);
+    stop.store(true, Ordering::Relaxed);
+    let tricklers = trickle.join().unwrap();
+    drop((silent, tricklers));
+}
