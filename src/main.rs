@@ -73,6 +73,9 @@ fn serve(config: Config) -> io::Result<()> {
         ));
     }));
     let open_files = sys::raise_fd_limit()?;
+    if let Err(e) = sys::become_subreaper() {
+        log::event(format_args!("cannot adopt the orphans of programs: {e}"));
+    }
     let bind = |addr| {
         TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))

@@ -277,10 +277,15 @@ impl Drop for Group {
     fn drop(&mut self) {
         // The group may hold stragglers even after the leader exited (a
         // daemonised grandchild): kill them all. ESRCH means none are left.
-        let _ = sys::kill_group(self.child.id(), SIGKILL);
+        let pgid = self.child.id();
+        let _ = sys::kill_group(pgid, SIGKILL);
         if self.status.is_none() {
             let _ = self.child.wait();
         }
+        // Orphans of the group are ours (we are their subreaper): wait until
+        // they are gone, then reap any that left the group and already ended.
+        sys::reap_group(pgid);
+        sys::reap_exited();
     }
 }
 

@@ -1,7 +1,8 @@
 //! The few system calls std lacks, and the only `unsafe` in the crate.
 //!
 //! Owns: `poll(2)`, `kill(2)` of a whole process group, `pidfd_open(2)`,
-//! `fcntl(2)` to make a pipe non-blocking, and raising `RLIMIT_NOFILE`.
+//! `fcntl(2)` to make a pipe non-blocking, raising `RLIMIT_NOFILE`, and
+//! adopting and reaping the orphans of programs (`prctl`, `waitpid`).
 //! Must never: hold state, allocate, or expose a raw pointer. Every function
 //! here is safe to call and returns `io::Result`; layouts are those of Linux
 //! on x86_64 and aarch64 (glibc and musl agree on them).
@@ -33,6 +34,8 @@ mod ffi {
         pub fn syscall(number: c_long, ...) -> c_long;
         pub fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
         pub fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
+        pub fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
+        pub fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
     }
 }
 
@@ -45,6 +48,8 @@ const F_GETFL: i32 = 3;
 const F_SETFL: i32 = 4;
 const O_NONBLOCK: i32 = 0o4000;
 const RLIMIT_NOFILE: i32 = 7;
+const PR_SET_CHILD_SUBREAPER: i32 = 36;
+const WNOHANG: i32 = 1;
 /// `pidfd_open` has the same number on every Linux architecture (the unified table).
 const SYS_PIDFD_OPEN: i64 = 434;
 
@@ -160,4 +165,43 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         return Ok(raised.cur);
     }
     Ok(lim.cur)
+}
+
+/// Makes this process the reaper of its programs' orphans: a grandchild whose
+/// parent died becomes our child, so it can be killed with its group and
+/// reaped instead of running on unseen.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes one integer argument; the unused
+    // ones are zero as prctl(2) asks.
+    if unsafe { ffi::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits for every child of ours in process group `pgid` to end (after the
+/// group was killed). Returns at once if we have none there.
+pub fn reap_group(pgid: u32) {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int for the call's duration.
+        let r = unsafe { ffi::waitpid(-pgid, &mut status, 0) };
+        if r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return; // ECHILD: none left
+        }
+    }
+}
+
+/// Reaps any child that has already ended (orphans adopted from a program
+/// that left its group). Never blocks.
+pub fn reap_exited() {
+    let mut status = 0;
+    // SAFETY: as in `reap_group`; WNOHANG makes the call return at once.
+    while unsafe { ffi::waitpid(-1, &mut status, WNOHANG) } > 0 {}
 }

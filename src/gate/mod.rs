@@ -215,32 +215,39 @@ impl Gate {
         }
         let deadline = conn.accepted + self.settings.read_timeout;
         self.readers.push_back(Reader::new(conn, deadline));
+        // Most clients send their request with the connection: reading it now
+        // fills the queue (and so closes the listener's door) as early as can be.
+        self.read(self.readers.len() - 1);
     }
 
     fn serve_readers(&mut self, ready: &[bool]) {
         let mut i = 0;
-        let mut index = 0;
-        while let Some(r) = self.readers.get_mut(i) {
-            let is_ready = ready.get(index).copied().unwrap_or(false);
-            index += 1;
-            if !is_ready {
+        for &is_ready in ready {
+            if !(is_ready && self.read(i)) {
                 i += 1;
-                continue;
-            }
-            let step = r.on_readable(&mut self.scratch, &self.settings.limits);
-            if let Step::Waiting = step {
-                i += 1;
-                continue;
-            }
-            let Some(r) = self.readers.remove(i) else {
-                continue;
-            };
-            match step {
-                Step::Waiting | Step::Gone => {}
-                Step::Done(request) => self.dispatch(r.conn, request),
-                Step::Refused(e) => self.refuse(r, e),
             }
         }
+    }
+
+    /// Reads the i-th connection; true if it left the set (complete, refused
+    /// or gone).
+    fn read(&mut self, i: usize) -> bool {
+        let Some(r) = self.readers.get_mut(i) else {
+            return false;
+        };
+        let step = r.on_readable(&mut self.scratch, &self.settings.limits);
+        if let Step::Waiting = step {
+            return false;
+        }
+        let Some(r) = self.readers.remove(i) else {
+            return false;
+        };
+        match step {
+            Step::Waiting | Step::Gone => {}
+            Step::Done(request) => self.dispatch(r.conn, request),
+            Step::Refused(e) => self.refuse(r, e),
+        }
+        true
     }
 
     fn expire_readers(&mut self, now: Instant) {
