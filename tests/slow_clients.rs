@@ -63,3 +63,33 @@ fn slowloris_cannot_lock_out_a_prompt_client() {
     let tricklers = trickle.join().unwrap();
     drop((silent, tricklers));
 }
+
+#[test]
+fn answers_nobody_reads_are_bounded_in_bytes() {
+    let _heavy = heavy();
+    // 20 MB answers and room for one: a socket that is never read takes about
+    // 4 MB of it, and 16 + 16 MB left over do not fit in 24.
+    let s = Server::with_config(
+        "answer_memory = \"24M\"\nwrite_timeout = 600\n[[route]]\npath = \"/big\"\n\
+         command = [\"head\", \"-c\", \"20000000\", \"/dev/zero\"]\nmax_output = \"20M\"\n",
+        &[],
+    );
+    let mut first = s.connect();
+    first
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.wait_metric("fiddler_connections{state=\"writing\"}", |n| n == 1);
+    // The handler is not held by the reader that never reads: the next
+    // program runs, and its answer pushes the oldest unread one out.
+    let mut second = s.connect();
+    second
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.wait_metric("fiddler_dropped_total{reason=\"answer_abandoned\"}", |n| {
+        n == 1
+    });
+    let (got, _) = support::read_all(&mut first);
+    assert!(got.len() < 20_000_000, "the first answer was cut short");
+    let r = support::read_reply(&mut second);
+    assert_eq!((r.status, r.body.len()), (200, 20_000_000));
+}

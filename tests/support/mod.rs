@@ -108,7 +108,17 @@ impl Server {
     }
 
     pub fn start_in(dir: TempDir, args: &[&str]) -> Server {
-        let mut cmd = Command::new(BIN);
+        Server::launch(Command::new(BIN), dir, args)
+    }
+
+    /// Starts the binary with at most `fds` open files (soft and hard limit).
+    pub fn with_fd_limit(fds: u32, args: &[&str]) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -n {fds} && exec \"$0\" \"$@\""), BIN]);
+        Server::launch(cmd, TempDir::new(), args)
+    }
+
+    fn launch(mut cmd: Command, dir: TempDir, args: &[&str]) -> Server {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }

@@ -1,0 +1,119 @@
+//! Start-up: a bad config or flag is refused with its place and exit code 2;
+//! --help and --version; the access log and --quiet.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::process::Command;
+use support::{BIN, Server, TempDir};
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_exits_2_naming_file_and_line() {
+    let dir = TempDir::new();
+    let path = dir.path("bad.toml");
+    std::fs::write(
+        &path,
+        "queue = 4\n\n[[route]]\npath = \"/a\"\ncommand = \"not an array\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["-c", path.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert_eq!(
+        err.trim(),
+        format!(
+            "fiddler_crab: {}:5: expected an array of strings, found a string",
+            path.display()
+        )
+    );
+    let (code, _, err) = run(&["-c", dir.path("missing.toml").to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cannot read the config file"), "{err}");
+    for (args, message) in [
+        (&["--queue", "0"][..], "--queue: 0 is out of range"),
+        (
+            &["--on-full", "drop"][..],
+            "--on-full: expected close, 503 or backlog",
+        ),
+        (
+            &["--route", "GET nopath=cat"][..],
+            "--route: path `nopath` must start with /",
+        ),
+        (&["--frobnicate"][..], "--frobnicate: unknown option"),
+        (
+            &["--listen", "300.1.1.1:80"][..],
+            "--listen: `300.1.1.1:80` is not an address",
+        ),
+    ] {
+        let (code, _, err) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("--on-full close|503|backlog"));
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), concat!("fiddler_crab ", env!("CARGO_PKG_VERSION")))
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let s = Server::start(&[]);
+    let (code, _, err) = run(&["--listen", &s.addr.to_string(), "--admin", "off"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("cannot listen on {}", s.addr)),
+        "{err}"
+    );
+}
+
+#[test]
+fn access_log_and_quiet() {
+    let s = Server::start(&["--route", "POST /echo=cat"]);
+    assert_eq!(s.post("/echo?q=1", b"abc").status, 200);
+    let line = s.wait_log(|l| l.contains(" POST /echo?q=1 "));
+    // time, id, peer, method, target, status, bytes, ms
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields.len(), 8, "{line}");
+    assert!(
+        fields[0].ends_with('Z') && fields[0].contains('T'),
+        "{line}"
+    );
+    assert!(fields[2].starts_with("127.0.0.1:"), "{line}");
+    assert_eq!(&fields[3..6], ["POST", "/echo?q=1", "200"]);
+    assert!(fields[7].ends_with("ms"), "{line}");
+    let quiet = Server::start(&[
+        "--route",
+        "POST /echo=cat",
+        "--route",
+        "GET /gone=/no/such",
+        "--quiet",
+    ]);
+    assert_eq!(quiet.post("/echo", b"abc").status, 200);
+    // A later event line (logged in order) proves the log is flowing, and
+    // that the access line never came.
+    assert_eq!(quiet.get("/gone").status, 502);
+    quiet.wait_log(|l| l.contains("could not start"));
+    assert!(!quiet.log_lines().iter().any(|l| l.contains(" POST /echo ")));
+}

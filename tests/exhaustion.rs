@@ -1,0 +1,28 @@
+//! Running out of file descriptors: accept fails (EMFILE), the listener backs
+//! off without ending its loop, and the server answers again once there is
+//! room.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use support::{Server, heavy};
+
+#[test]
+fn out_of_descriptors_the_server_backs_off_and_recovers() {
+    let _heavy = heavy();
+    let s = Server::with_fd_limit(48, &["--route", "POST /echo=cat", "--read-timeout", "600"]);
+    // Silent connections take every descriptor the server has.
+    let silent: Vec<_> = (0..80).map(|_| s.connect()).collect();
+    s.wait_log(|l| l.contains("accept failed") && l.contains("Too many open files"));
+    drop(silent);
+    // The closed connections are let go (read: end of file) and the next
+    // request finds descriptors for itself and for its program's pipes.
+    let r = s.post("/echo", b"still here");
+    assert_eq!((r.status, r.text().as_str()), (200, "still here"));
+}
