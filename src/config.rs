@@ -10,7 +10,7 @@ use crate::route::{MethodRule, PathRule, Route, Routes};
 use crate::toml::{self, Table, Value};
 use std::ffi::OsString;
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -279,10 +279,15 @@ fn parse_bytes(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
+/// `127.0.0.1:8080`, `[::]:8080`, or `localhost:8080` (no other name is
+/// looked up: a server's address should not depend on DNS at start-up).
 fn address(s: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
-    match s.to_socket_addrs().map(|mut addrs| addrs.next()) {
-        Ok(Some(addr)) => Ok(addr),
-        _ => fail(
+    let local = s
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    match local.as_deref().unwrap_or(s).parse() {
+        Ok(addr) => Ok(addr),
+        Err(_) => fail(
             origin,
             format!("`{s}` is not an address like 127.0.0.1:8080 or [::]:8080"),
         ),

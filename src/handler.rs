@@ -20,7 +20,7 @@ use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{Sender, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ pub struct Standby {
 }
 
 impl Standby {
-    pub fn spawn(handler: Arc<Handler>, deaths: Sender<()>) -> io::Result<Standby> {
+    pub fn spawn(handler: Arc<Handler>, deaths: SyncSender<()>) -> io::Result<Standby> {
         let (activate, activated) = sync_channel(1);
         thread::Builder::new()
             .name("handler".into())
@@ -65,7 +65,7 @@ impl Standby {
 /// Reports the death of its thread to the watchdog while unwinding.
 struct Sentinel<'a> {
     state: &'a State,
-    deaths: Sender<()>,
+    deaths: SyncSender<()>,
 }
 
 impl Drop for Sentinel<'_> {

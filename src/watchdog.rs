@@ -11,7 +11,7 @@ use crate::state::{Part, State};
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 use std::time::Duration;
 
@@ -21,7 +21,8 @@ const RESTART_PAUSE: Duration = Duration::from_millis(100);
 
 /// Starts the handler and the thread that watches it.
 pub fn start_handler(handler: Arc<Handler>) -> io::Result<()> {
-    let (deaths, died) = channel();
+    // One death at a time: the next is reported once this one is handled.
+    let (deaths, died) = sync_channel(1);
     Standby::spawn(Arc::clone(&handler), deaths.clone())?.activate();
     let standby = Standby::spawn(Arc::clone(&handler), deaths.clone())?;
     thread::Builder::new()
@@ -31,7 +32,7 @@ pub fn start_handler(handler: Arc<Handler>) -> io::Result<()> {
     Ok(())
 }
 
-fn watch(handler: &Arc<Handler>, deaths: &Sender<()>, died: &Receiver<()>, standby: Standby) {
+fn watch(handler: &Arc<Handler>, deaths: &SyncSender<()>, died: &Receiver<()>, standby: Standby) {
     let mut standby = Some(standby);
     while died.recv().is_ok() {
         let next = standby
@@ -47,7 +48,7 @@ fn watch(handler: &Arc<Handler>, deaths: &Sender<()>, died: &Receiver<()>, stand
 }
 
 /// A new standby, trying again (with a pause) while threads cannot be made.
-fn spawn_standby(handler: &Arc<Handler>, deaths: &Sender<()>) -> Standby {
+fn spawn_standby(handler: &Arc<Handler>, deaths: &SyncSender<()>) -> Standby {
     loop {
         match Standby::spawn(Arc::clone(handler), deaths.clone()) {
             Ok(s) => return s,

@@ -169,22 +169,22 @@ impl Gate {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
-            let ready: Vec<bool> = self.fds.iter().map(PollFd::ready).collect();
-            let (wake, rest) = ready.split_first().unwrap_or((&false, &[]));
-            let (reader_ready, writer_ready) = rest.split_at(self.readers.len().min(rest.len()));
+            // The poll set is taken out while the sets it describes change.
+            let fds = std::mem::take(&mut self.fds);
+            let ready = |i: usize| fds.get(i).is_some_and(PollFd::ready);
+            let readers = self.readers.len();
             let now = Instant::now();
-            let abandoned = self.writers.serve(
-                |i| writer_ready.get(i).copied().unwrap_or(false),
-                now,
-                &mut self.scratch,
-            );
+            let abandoned = self
+                .writers
+                .serve(|i| ready(1 + readers + i), now, &mut self.scratch);
             for _ in 0..abandoned {
                 self.state.count_drop(Dropped::AnswerAbandoned);
             }
-            self.serve_readers(reader_ready);
-            if *wake {
+            self.serve_readers((0..readers).map(|i| ready(1 + i)));
+            if ready(0) {
                 self.read_mailbox(mailbox);
             }
+            self.fds = fds;
         }
     }
 
@@ -220,9 +220,10 @@ impl Gate {
         self.read(self.readers.len() - 1);
     }
 
-    fn serve_readers(&mut self, ready: &[bool]) {
+    /// Reads the connections marked ready, one flag per reader in order.
+    fn serve_readers(&mut self, ready: impl Iterator<Item = bool>) {
         let mut i = 0;
-        for &is_ready in ready {
+        for is_ready in ready {
             if !(is_ready && self.read(i)) {
                 i += 1;
             }
