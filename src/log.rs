@@ -33,9 +33,10 @@ pub fn start(quiet: bool) {
         .name("log".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut err = std::io::stderr().lock();
+            // Locked per line: holding stderr would block anyone else's
+            // eprintln! (main's last words) for ever.
             for line in rx {
-                let _ = err.write_all(line.as_bytes());
+                let _ = std::io::stderr().write_all(line.as_bytes());
             }
         });
     if spawned.is_ok() {

@@ -10,11 +10,25 @@
 
 mod support;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use support::{BIN, Server, TempDir};
 
+/// Runs the binary to its end (killed, and the test failed, past the deadline).
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let Ok(out) = rx.recv_timeout(support::DEADLINE) else {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        panic!("fiddler_crab {args:?} did not exit");
+    };
+    let out = out.unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
