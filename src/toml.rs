@@ -395,19 +395,35 @@ impl Parser {
 
     /// After the opening `"`.
     fn basic_string(&mut self) -> Result<String, ParseError> {
+        self.one_line_string('"', true)
+    }
+
+    /// After the opening `'`.
+    fn literal_string(&mut self) -> Result<String, ParseError> {
+        self.one_line_string('\'', false)
+    }
+
+    /// A string on one line up to `quote`; basic strings have escapes.
+    fn one_line_string(&mut self, quote: char, escapes: bool) -> Result<String, ParseError> {
         let mut s = String::new();
         loop {
-            if matches!(self.peek(), None | Some('\n')) {
-                return self.fail("unterminated string");
-            }
-            match self.bump() {
+            match self.peek() {
                 None | Some('\n') => return self.fail("unterminated string"),
-                Some('"') => return Ok(s),
-                Some('\\') => s.push(self.escape()?),
+                Some(c) if c == quote => {
+                    self.bump();
+                    return Ok(s);
+                }
+                Some('\\') if escapes => {
+                    self.bump();
+                    s.push(self.escape()?);
+                }
                 Some(c) if c.is_control() && c != '\t' => {
                     return self.fail("control character in a string");
                 }
-                Some(c) => s.push(c),
+                Some(c) => {
+                    self.bump();
+                    s.push(c);
+                }
             }
         }
     }
@@ -433,24 +449,6 @@ impl Parser {
             _ => None,
         };
         c.map_or_else(|| self.fail("invalid escape in a string"), Ok)
-    }
-
-    /// After the opening `'`.
-    fn literal_string(&mut self) -> Result<String, ParseError> {
-        let mut s = String::new();
-        loop {
-            if matches!(self.peek(), None | Some('\n')) {
-                return self.fail("unterminated string");
-            }
-            match self.bump() {
-                None | Some('\n') => return self.fail("unterminated string"),
-                Some('\'') => return Ok(s),
-                Some(c) if c.is_control() && c != '\t' => {
-                    return self.fail("control character in a string");
-                }
-                Some(c) => s.push(c),
-            }
-        }
     }
 
     /// After the opening `"""` or `'''`.

@@ -12,7 +12,8 @@
 mod support;
 
 use std::io::Write;
-use support::{Control, Server, TempDir, heavy, overlapped, read_all, read_reply, starts};
+use std::net::TcpStream;
+use support::{Control, Held, Server, TempDir, heavy, overlapped, read_all, read_reply, starts};
 
 fn held_server(dir: TempDir, control: &Control, args: &[&str]) -> Server {
     let program = control.program(&dir);
@@ -20,6 +21,17 @@ fn held_server(dir: TempDir, control: &Control, args: &[&str]) -> Server {
     let mut all = vec!["--route", &route, "--route", "GET /ok=echo ok"];
     all.extend_from_slice(args);
     Server::start_in(dir, &all)
+}
+
+/// A server whose first request (with `body`) runs and is held: the server,
+/// its control, that request's client, and the held program.
+fn busy(args: &[&str], body: &str) -> (Server, Control, TcpStream, Held) {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, args);
+    let client = send(&s, body);
+    let held = control.wait_started();
+    (s, control, client, held)
 }
 
 fn send(s: &Server, body: &str) -> std::net::TcpStream {
@@ -36,12 +48,9 @@ fn send(s: &Server, body: &str) -> std::net::TcpStream {
 fn a_burst_of_three_times_the_queue() {
     let _heavy = heavy();
     const Q: usize = 8;
-    let dir = TempDir::new();
-    let control = Control::new(&dir.0);
-    let s = held_server(dir, &control, &["--queue", &Q.to_string()]);
     // The first runs and is held; the next Q-1 wait.
-    let mut held_clients = vec![send(&s, "0")];
-    let first = control.wait_started();
+    let (s, control, client, first) = busy(&["--queue", &Q.to_string()], "0");
+    let mut held_clients = vec![client];
     for i in 1..Q {
         held_clients.push(send(&s, &i.to_string()));
     }
@@ -76,11 +85,7 @@ fn a_burst_of_three_times_the_queue() {
 
 #[test]
 fn clients_that_leave_while_queued_are_never_run() {
-    let dir = TempDir::new();
-    let control = Control::new(&dir.0);
-    let s = held_server(dir, &control, &["--queue", "10"]);
-    let mut first = send(&s, "first");
-    let held = control.wait_started();
+    let (s, control, mut first, held) = busy(&["--queue", "10"], "first");
     let leavers: Vec<_> = (0..5).map(|i| send(&s, &i.to_string())).collect();
     s.wait_metric("fiddler_queue_depth", |d| d == 6);
     drop(leavers);
@@ -96,11 +101,7 @@ fn clients_that_leave_while_queued_are_never_run() {
 
 #[test]
 fn on_full_503_answers_with_a_canned_503() {
-    let dir = TempDir::new();
-    let control = Control::new(&dir.0);
-    let s = held_server(dir, &control, &["--queue", "1", "--on-full", "503"]);
-    let mut first = send(&s, "a");
-    let held = control.wait_started();
+    let (s, _control, mut first, held) = busy(&["--queue", "1", "--on-full", "503"], "a");
     let mut c = s.connect();
     let r = read_reply(&mut c);
     assert_eq!(r.status, 503);
@@ -112,11 +113,7 @@ fn on_full_503_answers_with_a_canned_503() {
 
 #[test]
 fn on_full_backlog_leaves_connections_to_the_kernel() {
-    let dir = TempDir::new();
-    let control = Control::new(&dir.0);
-    let s = held_server(dir, &control, &["--queue", "1", "--on-full", "backlog"]);
-    let mut first = send(&s, "a");
-    let held = control.wait_started();
+    let (s, control, mut first, held) = busy(&["--queue", "1", "--on-full", "backlog"], "a");
     // Not accepted while full, but not refused either: the kernel holds it.
     let mut waiting = send(&s, "b");
     assert_eq!(s.metric("fiddler_dropped_total{reason=\"queue_full\"}"), 0);
@@ -128,11 +125,7 @@ fn on_full_backlog_leaves_connections_to_the_kernel() {
 
 #[test]
 fn a_request_completed_into_a_full_queue_gets_503() {
-    let dir = TempDir::new();
-    let control = Control::new(&dir.0);
-    let s = held_server(dir, &control, &["--queue", "2"]);
-    let mut first = send(&s, "a");
-    let held = control.wait_started();
+    let (s, control, mut first, held) = busy(&["--queue", "2"], "a");
     // Accepted while there was room, still sending its request…
     let mut slow = s.connect();
     slow.write_all(b"POST /held HTTP/1.1\r\nHost: t\r\n")
