@@ -6,7 +6,9 @@
 //! prints it and exits with code 2.
 
 use crate::http::Method;
+use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes};
+use crate::template::{Arg, Missing};
 use crate::toml::{self, Table, Value};
 use std::ffi::OsString;
 use std::fmt;
@@ -439,14 +441,17 @@ fn path_rule(s: &str, origin: &Origin) -> Result<PathRule, ConfigError> {
     })
 }
 
-fn command(argv: Vec<String>, origin: &Origin) -> Result<Vec<String>, ConfigError> {
-    match argv.first() {
-        None => fail(origin, "the command is empty"),
-        Some(_) if argv.iter().any(|a| a.contains('\0')) => {
-            fail(origin, "the command holds a NUL byte")
-        }
-        Some(_) => Ok(argv),
+/// The command's arguments as templates (placeholders checked here, once).
+fn command(argv: &[String], origin: &Origin) -> Result<Vec<Arg>, ConfigError> {
+    if argv.is_empty() {
+        return fail(origin, "the command is empty");
     }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return fail(origin, "the command holds a NUL byte");
+    }
+    argv.iter()
+        .map(|a| Arg::parse(a).or_else(|e| fail(origin, e)))
+        .collect()
 }
 
 /// `NAME=VALUE` sets a variable; a bare `NAME` passes the server's own value on.
@@ -472,8 +477,14 @@ fn new_route(
         method,
         path: path_rule(&pattern, origin)?,
         pattern,
-        command: command(argv, origin)?,
+        args: command(&argv, origin)?,
+        command: argv,
+        missing: Missing::Reject,
+        max_arg: 4 * KIB as usize,
         timeout: Duration::ZERO,
+        kill_grace: Duration::from_secs(2),
+        cancel_on_disconnect: true,
+        sandbox: Sandbox::default(),
         env: Vec::new(),
         max_output: 16 * MIB as usize,
         content_type: "text/plain; charset=utf-8".into(),
@@ -507,6 +518,30 @@ fn route_from_table(
             "timeout" => timeout = Some(v.seconds(&o)?),
             "max_output" => route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize,
             "content_type" => route.content_type = v.string(&o)?,
+            "missing" => {
+                route.missing = match v.string(&o)?.as_str() {
+                    "reject" => Missing::Reject,
+                    "empty" => Missing::Empty,
+                    other => return fail(&o, format!("expected reject or empty, found `{other}`")),
+                }
+            }
+            "max_arg" => route.max_arg = v.bytes(&o, 1, 16 * MIB)? as usize,
+            "kill_grace" => route.kill_grace = Duration::from_secs(v.count(&o, 0, 600)?),
+            "cancel_on_disconnect" => route.cancel_on_disconnect = v.boolean(&o)?,
+            "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
+            "cpu" => route.sandbox.limits.cpu = Some(v.count(&o, 1, 7 * 24 * 3600)?),
+            "open_files" => route.sandbox.limits.open_files = Some(v.count(&o, 3, 1 << 20)?),
+            "processes" => route.sandbox.limits.processes = Some(v.count(&o, 1, 1 << 22)?),
+            "nice" => {
+                let n = match v {
+                    Input::Toml(Value::Integer(n)) if (-20..=19).contains(n) => *n,
+                    _ => return fail(&o, "expected a niceness from -20 to 19"),
+                };
+                route.sandbox.limits.nice = i32::try_from(n).ok();
+            }
+            "dir" => route.sandbox.dir = Some(PathBuf::from(v.string(&o)?)),
+            "uid" => route.sandbox.uid = u32::try_from(v.count(&o, 0, u64::from(u32::MAX))?).ok(),
+            "gid" => route.sandbox.gid = u32::try_from(v.count(&o, 0, u64::from(u32::MAX))?).ok(),
             "env" => {
                 for s in v.strings(&o)? {
                     route.env.extend(env_entry(&s, &o)?);

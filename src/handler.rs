@@ -15,8 +15,10 @@ use crate::log::{self, Escaped};
 use crate::program::{self, Failure, Run};
 use crate::queue::Job;
 use crate::state::{Dropped, HandlerState, State};
+use crate::sys::SIGXCPU;
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -105,13 +107,21 @@ impl Handler {
         }
         #[cfg(debug_assertions)]
         test_hook(&job, false);
-        let response = catch_unwind(AssertUnwindSafe(|| self.execute(&job))).unwrap_or_else(|_| {
-            log::event(format_args!(
-                "{} {}: the job panicked; answered 500",
-                job.id, job.route.pattern
-            ));
-            Response::plain(500, &[], job.head.method == Method::Head)
-        });
+        let response = match catch_unwind(AssertUnwindSafe(|| self.execute(&job))) {
+            Ok(Some(response)) => response,
+            Ok(None) => {
+                // The client left while its program ran: nobody to answer.
+                self.state.count_drop(Dropped::ClientGone);
+                return;
+            }
+            Err(_) => {
+                log::event(format_args!(
+                    "{} {}: the job panicked; answered 500",
+                    job.id, job.route.pattern
+                ));
+                Response::plain(500, &[], job.head.method == Method::Head)
+            }
+        };
         let Job {
             id,
             conn,
@@ -130,18 +140,24 @@ impl Handler {
         drop(slot);
     }
 
-    fn execute(&self, job: &Job) -> Response {
+    /// Runs the job's program; None if its client left meanwhile.
+    fn execute(&self, job: &Job) -> Option<Response> {
         #[cfg(debug_assertions)]
         test_hook(job, true);
         let route = &job.route;
         let env = cgi::environment(job);
         self.state.programs_started.fetch_add(1, Relaxed);
         let result = program::run(&Run {
-            argv: &route.command,
+            argv: &job.argv,
             env: &env,
             stdin: &job.body,
             deadline: Instant::now() + route.timeout,
             max_output: route.max_output,
+            kill_grace: route.kill_grace,
+            client: route
+                .cancel_on_disconnect
+                .then(|| job.conn.stream.as_raw_fd()),
+            sandbox: &route.sandbox,
         });
         let head_only = job.head.method == Method::Head;
         let stderr = match &result {
@@ -151,7 +167,7 @@ impl Handler {
         for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             log::event(format_args!("{} stderr: {}", job.id, Escaped(line)));
         }
-        match result {
+        Some(match result {
             Ok(out) => Response::new(
                 200,
                 &[("Content-Type", &route.content_type)],
@@ -168,12 +184,14 @@ impl Handler {
                     Escaped(program.as_bytes()),
                 ));
                 let status = match failure {
-                    Failure::Timeout(_) => 504,
+                    Failure::ClientGone(_) => return None,
+                    // Past its deadline, or its CPU-seconds limit (SIGXCPU).
+                    Failure::Timeout(_) | Failure::Signal(SIGXCPU, _) => 504,
                     _ => 502,
                 };
                 Response::plain(status, &[], head_only)
             }
-        }
+        })
     }
 }
 

@@ -24,6 +24,7 @@ mod queue;
 mod route;
 mod state;
 mod sys;
+mod template;
 mod toml;
 mod watchdog;
 

@@ -1,18 +1,20 @@
 //! Runs one external program to completion: body to stdin, stdout kept (up to
 //! a cap), a bounded tail of stderr kept, all three pipes served by one
-//! `poll` loop so a program that writes before it reads cannot deadlock, and
-//! its whole process group killed at the deadline.
+//! `poll` loop so a program that writes before it reads cannot deadlock. At
+//! its deadline, past its output cap, or when its client leaves, its whole
+//! process group gets SIGTERM, then SIGKILL after the grace period.
 //!
-//! Must never: use a shell, wait past the deadline, keep more than
-//! `max_output` + `STDERR_TAIL` bytes, or leave a process of the group running
-//! when it returns.
+//! Must never: use a shell, wait past the deadline (plus the grace), keep
+//! more than `max_output` + `STDERR_TAIL` bytes, or leave a process of the
+//! group running when it returns.
 
-use crate::sys::{self, POLLIN, POLLOUT, PollFd, SIGKILL};
+use crate::sys::{self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,12 +26,26 @@ const EXIT_CHECK: Duration = Duration::from_millis(20);
 
 /// What to run and with what.
 pub struct Run<'a> {
-    pub argv: &'a [String],
+    pub argv: &'a [OsString],
     /// The whole environment of the program (it inherits nothing).
     pub env: &'a [(OsString, OsString)],
     pub stdin: &'a [u8],
     pub deadline: Instant,
     pub max_output: usize,
+    /// Between SIGTERM and SIGKILL when the program is stopped.
+    pub kill_grace: Duration,
+    /// The client's socket: if the client leaves, the program is stopped.
+    pub client: Option<RawFd>,
+    pub sandbox: &'a Sandbox,
+}
+
+/// Where and as whom a program runs, and its resource limits.
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    pub limits: ChildLimits,
+    pub dir: Option<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// A program that ran and exited with status 0.
@@ -51,6 +67,8 @@ pub enum Failure {
     Timeout(Tail),
     /// It wrote more than `max_output` and was killed: 502.
     OutputCap(Tail),
+    /// Its client left, so it was stopped: no answer.
+    ClientGone(Tail),
     /// The pipes to it failed (the server's side): 502.
     Io(io::Error),
 }
@@ -63,6 +81,7 @@ impl fmt::Display for Failure {
             Failure::Signal(sig, _) => write!(f, "killed by signal {sig}"),
             Failure::Timeout(_) => f.write_str("ran past its deadline and was killed"),
             Failure::OutputCap(_) => f.write_str("wrote more than max_output and was killed"),
+            Failure::ClientGone(_) => f.write_str("was stopped: its client left"),
             Failure::Io(e) => write!(f, "pipe error: {e}"),
         }
     }
@@ -74,7 +93,8 @@ impl Failure {
             Failure::Exit(_, t)
             | Failure::Signal(_, t)
             | Failure::Timeout(t)
-            | Failure::OutputCap(t) => t.as_bytes(),
+            | Failure::OutputCap(t)
+            | Failure::ClientGone(t) => t.as_bytes(),
             Failure::Spawn(_) | Failure::Io(_) => &[],
         }
     }
@@ -105,8 +125,8 @@ pub fn run(run: &Run) -> Result<Output, Failure> {
         Some(split) => split,
         None => return Err(Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput))),
     };
-    let child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .env_clear()
         .envs(run.env.iter().map(|(k, v)| (k, v)))
         .stdin(if run.stdin.is_empty() {
@@ -116,11 +136,26 @@ pub fn run(run: &Run) -> Result<Output, Failure> {
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(Failure::Spawn)?;
+        .process_group(0);
+    let sandbox = run.sandbox;
+    if let Some(dir) = &sandbox.dir {
+        cmd.current_dir(dir);
+    }
+    if let Some(gid) = sandbox.gid {
+        cmd.gid(gid);
+    }
+    if let Some(uid) = sandbox.uid {
+        cmd.uid(uid);
+    }
+    sys::limit_child(&mut cmd, sandbox.limits);
+    let child = cmd.spawn().map_err(Failure::Spawn)?;
     let mut group = Group::new(child);
-    group.serve(run)
+    let mut scratch = vec![0u8; 64 * 1024];
+    let result = group.serve(run, &mut scratch);
+    if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
+        group.stop(run.kill_grace, &mut scratch);
+    }
+    result
 }
 
 /// A running program, its pipes, and the promise that its group is killed
@@ -147,7 +182,7 @@ impl Group {
         }
     }
 
-    fn serve(&mut self, run: &Run) -> Result<Output, Failure> {
+    fn serve(&mut self, run: &Run, scratch: &mut [u8]) -> Result<Output, Failure> {
         let pipes = [fd_of(&self.stdin), fd_of(&self.stdout), fd_of(&self.stderr)];
         for fd in pipes.into_iter().flatten() {
             sys::set_nonblocking(&fd).map_err(Failure::Io)?;
@@ -155,13 +190,12 @@ impl Group {
         let mut written = 0;
         let mut stdout = Vec::new();
         let mut stderr = Tail::default();
-        let mut scratch = vec![0u8; 64 * 1024];
         loop {
             let closed = self.stdout.is_none() && self.stderr.is_none();
             if self.status.is_some() || (closed && self.exited_now()) {
                 // Exited: what it wrote is in the pipes already. Take what is
                 // there without waiting for stragglers of its group.
-                self.drain(&mut stdout, &mut stderr, &mut scratch, run.max_output)?;
+                self.drain(&mut stdout, &mut stderr, scratch, run.max_output)?;
                 break;
             }
             let Some(left) = run
@@ -183,6 +217,7 @@ impl Group {
                 (out, POLLIN),
                 (err, POLLIN),
                 (exit, POLLIN),
+                (run.client, POLLRDHUP),
             ]
             .map(|(fd, events)| PollFd::new(fd.unwrap_or(-1), events));
             let timeout = if exit.is_none() && closed {
@@ -191,22 +226,24 @@ impl Group {
                 left
             };
             sys::poll(&mut fds, Some(timeout)).map_err(Failure::Io)?;
-            let [stdin_ready, out_ready, err_ready, exit_ready] = fds.map(|p| p.ready());
+            let [stdin_ready, out_ready, err_ready, exit_ready, client_left] =
+                fds.map(|p| p.ready());
+            // POLLRDHUP, POLLHUP or POLLERR: the client closed or reset.
+            if client_left {
+                return Err(Failure::ClientGone(stderr));
+            }
             if stdin_ready {
                 self.feed(run.stdin, &mut written);
             }
             if out_ready {
-                read_some(&mut self.stdout, &mut scratch, |b| {
-                    stdout.extend_from_slice(b)
-                })
-                .map_err(Failure::Io)?;
+                read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
+                    .map_err(Failure::Io)?;
                 if stdout.len() > run.max_output {
                     return Err(Failure::OutputCap(stderr));
                 }
             }
             if err_ready {
-                read_some(&mut self.stderr, &mut scratch, |b| stderr.push(b))
-                    .map_err(Failure::Io)?;
+                read_some(&mut self.stderr, scratch, |b| stderr.push(b)).map_err(Failure::Io)?;
             }
             if exit_ready {
                 self.exited_now();
@@ -262,6 +299,31 @@ impl Group {
             return Err(Failure::OutputCap(std::mem::take(stderr)));
         }
         Ok(())
+    }
+
+    /// Asks the group to stop (SIGTERM) and waits up to `grace` for the
+    /// program to exit, reading and dropping its output meanwhile so a full
+    /// pipe cannot keep it from exiting. Drop then kills what is left.
+    fn stop(&mut self, grace: Duration, scratch: &mut [u8]) {
+        let _ = sys::kill_group(self.child.id(), SIGTERM);
+        let until = Instant::now() + grace;
+        while !self.exited_now() {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            let mut fds = [fd_of(&self.stdout), fd_of(&self.stderr), fd_of(&self.exit)]
+                .map(|fd| PollFd::new(fd.unwrap_or(-1), POLLIN));
+            let wait = if self.exit.is_some() {
+                left
+            } else {
+                left.min(EXIT_CHECK)
+            };
+            if sys::poll(&mut fds, Some(wait)).is_err() {
+                return;
+            }
+            let _ = read_some(&mut self.stdout, scratch, |_| {});
+            let _ = read_some(&mut self.stderr, scratch, |_| {});
+        }
     }
 
     /// True if the program has exited (and records how), without blocking.

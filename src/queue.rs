@@ -9,6 +9,7 @@
 use crate::http::request::Head;
 use crate::route::Route;
 use crate::state::State;
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -29,6 +30,8 @@ pub struct Job {
     pub head: Head,
     pub body: Vec<u8>,
     pub route: Arc<Route>,
+    /// The route's command, its placeholders filled from this request.
+    pub argv: Vec<OsString>,
     pub script_name: String,
     pub path_info: String,
     /// Freed when the job is dropped, whatever its fate.

@@ -7,6 +7,8 @@
 //! Must never: run anything or touch a socket.
 
 use crate::http::Method;
+use crate::program::Sandbox;
+use crate::template::{Arg, Missing};
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,9 +69,21 @@ pub struct Route {
     pub path: PathRule,
     /// The path as written in the config, for logs and the index.
     pub pattern: String,
-    /// Program and arguments; run directly, never through a shell.
+    /// Program and arguments as written (for logs and the index).
     pub command: Vec<String>,
+    /// The same as templates, filled per request; run directly, never
+    /// through a shell.
+    pub args: Vec<Arg>,
+    /// What a missing `{query.…}`/`{header.…}` becomes.
+    pub missing: Missing,
+    /// Longest filled argument, in bytes (400 beyond it).
+    pub max_arg: usize,
     pub timeout: Duration,
+    /// Between SIGTERM and SIGKILL when a program is stopped.
+    pub kill_grace: Duration,
+    /// Stop the program when its client leaves.
+    pub cancel_on_disconnect: bool,
+    pub sandbox: Sandbox,
     /// Added to the clean environment (which holds only PATH otherwise).
     pub env: Vec<(OsString, OsString)>,
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
@@ -179,7 +193,13 @@ mod tests {
             path: PathRule::parse(pattern).unwrap(),
             pattern: pattern.into(),
             command: vec![pattern.into()],
+            args: vec![],
+            missing: Missing::Reject,
+            max_arg: 1,
             timeout: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(1),
+            cancel_on_disconnect: true,
+            sandbox: Sandbox::default(),
             env: vec![],
             max_output: 1,
             content_type: String::new(),

@@ -9,6 +9,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
 mod ffi {
@@ -36,18 +38,28 @@ mod ffi {
         pub fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
         pub fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
         pub fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
+        pub fn setpriority(which: c_int, who: c_int, prio: c_int) -> c_int;
     }
 }
 
 pub const POLLIN: i16 = 0x001;
 pub const POLLOUT: i16 = 0x004;
 
+/// Peer closed its end (or shut down writing): used to see a client leave.
+pub const POLLRDHUP: i16 = 0x2000;
+
 pub const SIGKILL: i32 = 9;
+pub const SIGTERM: i32 = 15;
+pub const SIGXCPU: i32 = 24;
 
 const F_GETFL: i32 = 3;
 const F_SETFL: i32 = 4;
 const O_NONBLOCK: i32 = 0o4000;
+const RLIMIT_CPU: i32 = 0;
+const RLIMIT_NPROC: i32 = 6;
 const RLIMIT_NOFILE: i32 = 7;
+const RLIMIT_AS: i32 = 9;
+const PRIO_PROCESS: i32 = 0;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
 const WNOHANG: i32 = 1;
 /// `pidfd_open` has the same number on every Linux architecture (the unified table).
@@ -204,4 +216,64 @@ pub fn reap_exited() {
     let mut status = 0;
     // SAFETY: as in `reap_group`; WNOHANG makes the call return at once.
     while unsafe { ffi::waitpid(-1, &mut status, WNOHANG) } > 0 {}
+}
+
+/// Limits a program gets before it starts (each `None` leaves the server's own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChildLimits {
+    /// Address space in bytes (RLIMIT_AS).
+    pub memory: Option<u64>,
+    /// CPU seconds (RLIMIT_CPU): SIGXCPU at the limit, SIGKILL a second later.
+    pub cpu: Option<u64>,
+    /// Open files (RLIMIT_NOFILE).
+    pub open_files: Option<u64>,
+    /// Processes of the program's user (RLIMIT_NPROC).
+    pub processes: Option<u64>,
+    /// Scheduling niceness, -20..=19.
+    pub nice: Option<i32>,
+}
+
+/// Makes `cmd` apply `limits` in the child, between fork and exec.
+pub fn limit_child(cmd: &mut Command, limits: ChildLimits) {
+    if limits == ChildLimits::default() {
+        return;
+    }
+    let set = |resource: i32, soft: u64, hard: u64| -> io::Result<()> {
+        let lim = ffi::RLimit {
+            cur: soft,
+            max: hard,
+        };
+        // SAFETY: `lim` is a valid `struct rlimit`, only read by the call.
+        if unsafe { ffi::setrlimit(resource, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    let hook = move || {
+        if let Some(bytes) = limits.memory {
+            set(RLIMIT_AS, bytes, bytes)?;
+        }
+        if let Some(secs) = limits.cpu {
+            set(RLIMIT_CPU, secs, secs.saturating_add(1))?;
+        }
+        if let Some(n) = limits.open_files {
+            set(RLIMIT_NOFILE, n, n)?;
+        }
+        if let Some(n) = limits.processes {
+            set(RLIMIT_NPROC, n, n)?;
+        }
+        if let Some(nice) = limits.nice {
+            // SAFETY: setpriority takes plain integers; who = 0 is this process.
+            if unsafe { ffi::setpriority(PRIO_PROCESS, 0, nice) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec. It calls only
+    // setrlimit and setpriority (async-signal-safe), allocates nothing
+    // (`io::Error` from an OS code does not allocate) and takes no lock.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
 }

@@ -11,6 +11,7 @@
 
 mod support;
 
+use std::io::Write;
 use support::{Server, TempDir};
 
 #[test]
@@ -192,4 +193,148 @@ fn arguments_are_never_given_to_a_shell() {
         (r.status, r.text().as_str()),
         (200, "$(id) ; ls > /tmp/x\n")
     );
+}
+
+#[test]
+fn a_program_that_ignores_sigterm_is_killed_after_the_grace() {
+    let dir = TempDir::new();
+    let stubborn = dir.script(
+        "stubborn.sh",
+        &format!(
+            "#!/bin/sh\ntrap '' TERM\necho $$ > {}/pid\nsleep 1000 & wait\nwait\n",
+            dir.0.display()
+        ),
+    );
+    let polite = dir.script(
+        "polite.sh",
+        &format!(
+            "#!/bin/sh\ntrap 'echo bye > {}/bye; exit 0' TERM\nsleep 1000 & wait\n",
+            dir.0.display()
+        ),
+    );
+    let s = Server::with_config(
+        &format!(
+            "[[route]]\npath = \"/stubborn\"\ncommand = [\"{stubborn}\"]\ntimeout = 1\nkill_grace = 1\n\
+             [[route]]\npath = \"/polite\"\ncommand = [\"{polite}\"]\ntimeout = 1\n"
+        ),
+        &[],
+    );
+    assert_eq!(s.get("/stubborn").status, 504);
+    let pid = std::fs::read_to_string(dir.path("pid")).unwrap();
+    assert!(!std::path::Path::new(&format!("/proc/{}", pid.trim())).exists());
+    // SIGTERM first: a program that cleans up on it gets to.
+    assert_eq!(s.get("/polite").status, 504);
+    assert_eq!(std::fs::read_to_string(dir.path("bye")).unwrap(), "bye\n");
+}
+
+#[test]
+fn a_client_that_leaves_stops_its_program() {
+    let dir = TempDir::new();
+    let control = support::Control::new(&dir.0);
+    let program = control.program(&dir);
+    let s = Server::start_in(
+        dir,
+        &[
+            "--route",
+            &format!("POST /held={program}"),
+            "--route",
+            "GET /ok=echo ok",
+        ],
+    );
+    let mut c = s.connect();
+    c.write_all(b"POST /held HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx")
+        .unwrap();
+    let held = control.wait_started();
+    drop(c);
+    // The program is stopped without being released.
+    held.wait_gone();
+    s.wait_log(|l| l.contains("was stopped: its client left"));
+    assert_eq!(s.metric("fiddler_dropped_total{reason=\"client_gone\"}"), 1);
+    assert_eq!(s.get("/ok").text(), "ok\n");
+}
+
+#[test]
+fn resource_limits_apply_to_the_program() {
+    let config = r#"
+[[route]]
+path = "/memory"
+command = ["python3", "-c", "b = bytearray(400 * 1024 * 1024)"]
+memory = "200M"
+[[route]]
+path = "/cpu"
+command = ["sh", "-c", "while :; do :; done"]
+cpu = 1
+[[route]]
+path = "/files"
+command = ["python3", "-c", "fs = [open('/dev/null') for _ in range(64)]"]
+open_files = 16
+[[route]]
+path = "/dir"
+command = ["pwd"]
+dir = "/usr"
+[[route]]
+path = "/nice"
+command = ["nice"]
+nice = 7
+"#;
+    let s = Server::with_config(config, &[]);
+    assert_eq!(s.get("/memory").status, 502);
+    s.wait_log(|l| l.contains("/memory: `python3` exited with code 1"));
+    assert_eq!(s.get("/cpu").status, 504, "SIGXCPU at the CPU limit");
+    s.wait_log(|l| l.contains("/cpu: `sh` killed by signal 24"));
+    assert_eq!(s.get("/files").status, 502);
+    s.wait_log(|l| l.contains("Too many open files"));
+    assert_eq!(s.get("/dir").text(), "/usr\n");
+    assert_eq!(s.get("/nice").text(), "7\n");
+}
+
+#[test]
+fn placeholders_fill_one_argument_each_whatever_they_hold() {
+    let config = r#"
+[[route]]
+path = "/args/*"
+command = ["printf", "[%s]\n", "{query.a}", "--lang={header.x-lang}", "{path}"]
+[[route]]
+path = "/lenient"
+command = ["printf", "[%s]", "{query.a}"]
+missing = "empty"
+"#;
+    let s = Server::with_config(config, &[]);
+    let hostile = "%3B%20rm%20-rf%20%2F%20%24(id)%0A%60x%60+'q'";
+    let r = s.raw(
+        format!(
+            "GET /args/a/../b%20c?a={hostile} HTTP/1.1\r\nHost: t\r\nX-Lang: \"fr\"; $HOME\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        "[; rm -rf / $(id)\n`x` 'q']\n[--lang=\"fr\"; $HOME]\n[/b c]\n"
+    );
+    // 100 KB never reaches a program: the request line is over 8 KiB.
+    let big = "x".repeat(100_000);
+    let r =
+        s.raw(format!("GET /args/?a={big} HTTP/1.1\r\nHost: t\r\nX-Lang: fr\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 414);
+    // 5 KB fits in a header but not in an argument (max_arg: 4 KiB).
+    let long = "y".repeat(5000);
+    let r =
+        s.raw(format!("GET /args/?a=1 HTTP/1.1\r\nHost: t\r\nX-Lang: {long}\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 400);
+    s.wait_log(|l| l.contains("refused: {header.x-lang} makes an argument longer than max_arg"));
+    assert_eq!(s.get("/args/x").status, 400, "no ?a= and no X-Lang");
+    s.wait_log(|l| l.contains("refused: {query.a} is missing from the request"));
+    assert_eq!(s.get("/lenient").text(), "[]");
+    assert_eq!(s.metric("fiddler_programs_started_total"), 2);
+}
+
+#[test]
+fn fifty_megabytes_of_output_pass_through() {
+    let s = Server::with_config(
+        "[[route]]\npath = \"/big\"\ncommand = [\"head\", \"-c\", \"50000000\", \"/dev/urandom\"]\nmax_output = \"50M\"\n",
+        &[],
+    );
+    let r = s.get("/big");
+    assert_eq!((r.status, r.body.len()), (200, 50_000_000));
 }

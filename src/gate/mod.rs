@@ -19,6 +19,7 @@ use crate::queue::{Batch, Conn, Job, Queue, Slot};
 use crate::route::{Match, Routes};
 use crate::state::{Dropped, State};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd};
+use crate::template;
 use reader::{Reader, Request, Step};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -279,24 +280,33 @@ impl Gate {
                 route,
                 script_name,
                 path_info,
-            } => match Slot::take(&self.state) {
-                Some(slot) => {
-                    let job = Job {
-                        id,
-                        script_name: script_name.to_owned(),
-                        path_info: path_info.to_owned(),
-                        route: Arc::clone(route),
-                        conn,
-                        head,
-                        body,
-                        slot,
-                    };
-                    self.queue.push(job);
-                    self.queue.hand_off();
-                    return;
+            } => {
+                match template::fill(&route.args, &head, path_info, route.missing, route.max_arg) {
+                    Err(e) => {
+                        log::event(format_args!("{id} {}: refused: {e}", route.pattern));
+                        Response::plain(400, &[], head_only)
+                    }
+                    Ok(argv) => match Slot::take(&self.state) {
+                        Some(slot) => {
+                            let job = Job {
+                                id,
+                                script_name: script_name.to_owned(),
+                                path_info: path_info.to_owned(),
+                                route: Arc::clone(route),
+                                argv,
+                                conn,
+                                head,
+                                body,
+                                slot,
+                            };
+                            self.queue.push(job);
+                            self.queue.hand_off();
+                            return;
+                        }
+                        None => Response::plain(503, &[("Retry-After", "1")], head_only),
+                    },
                 }
-                None => Response::plain(503, &[("Retry-After", "1")], head_only),
-            },
+            }
             Match::Index => Response::new(
                 200,
                 &[("Content-Type", "text/plain; charset=utf-8")],

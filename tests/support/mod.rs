@@ -361,6 +361,12 @@ pub struct Control {
 pub struct Held(UnixStream);
 
 impl Held {
+    /// Waits until the held program has ended (its end of the socket closed).
+    pub fn wait_gone(mut self) {
+        let mut rest = Vec::new();
+        let _ = self.0.read_to_end(&mut rest);
+    }
+
     pub fn release(mut self) {
         self.0.write_all(b"go").unwrap();
         let _ = self.0.shutdown(Shutdown::Write);
@@ -375,6 +381,7 @@ impl Control {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { break };
+                stream.set_read_timeout(Some(DEADLINE)).unwrap();
                 let mut hello = [0u8; 8];
                 if stream.read_exact(&mut hello).is_ok() && tx.send(stream).is_err() {
                     break;
