@@ -109,13 +109,16 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
   --route 'METHOD PATH=COMMAND ARG…'   a route; METHOD may be ANY; a PATH
                           ending in /* is a prefix; COMMAND is split on
                           whitespace and never given to a shell
+  --cgi 'METHOD PATH=PROGRAM ARG…'     the same, for a CGI/1.1 program
   --quiet                 no access log
   --version, --help
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
 answer_memory and [[route]] tables (method, path, command, timeout, env,
-max_output, content_type). See README.md.
+max_output, content_type, cgi, missing, max_arg, kill_grace,
+cancel_on_disconnect, memory, cpu, open_files, processes, nice, dir, uid,
+gid). See README.md.
 ";
 
 const DEMO: &str = r#"
@@ -485,6 +488,7 @@ fn new_route(
         kill_grace: Duration::from_secs(2),
         cancel_on_disconnect: true,
         sandbox: Sandbox::default(),
+        cgi: false,
         env: Vec::new(),
         max_output: 16 * MIB as usize,
         content_type: "text/plain; charset=utf-8".into(),
@@ -528,6 +532,7 @@ fn route_from_table(
             "max_arg" => route.max_arg = v.bytes(&o, 1, 16 * MIB)? as usize,
             "kill_grace" => route.kill_grace = Duration::from_secs(v.count(&o, 0, 600)?),
             "cancel_on_disconnect" => route.cancel_on_disconnect = v.boolean(&o)?,
+            "cgi" => route.cgi = v.boolean(&o)?,
             "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
             "cpu" => route.sandbox.limits.cpu = Some(v.count(&o, 1, 7 * 24 * 3600)?),
             "open_files" => route.sandbox.limits.open_files = Some(v.count(&o, 3, 1 << 20)?),
@@ -608,7 +613,8 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "-V" | "--version" => return Ok(Command::Version),
             "--quiet" => flags.push((name, inline.or(Some("true".into())))),
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
-            | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route" => {
+            | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
+            | "--cgi" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {
@@ -632,8 +638,9 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
     for (name, value) in &flags {
         let origin = Origin::Flag(name.clone());
         let value = value.as_deref().unwrap_or_default();
-        if name == "--route" {
-            let draft = route_from_flag(value, &origin)?;
+        if name == "--route" || name == "--cgi" {
+            let mut draft = route_from_flag(value, &origin)?;
+            draft.route.cgi = name == "--cgi";
             b.add_route(draft);
         } else {
             let key = name.trim_start_matches('-').replace('-', "_");

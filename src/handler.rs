@@ -8,14 +8,14 @@
 //! standby (spawned in advance) takes over; see `watchdog`.
 
 use crate::cgi;
-use crate::gate::{Answer, Inbox, ToGate};
+use crate::gate::{Answer, Inbox, Redirect, ToGate};
 use crate::http::Method;
 use crate::http::response::Response;
 use crate::log::{self, Escaped};
-use crate::program::{self, Failure, Run};
+use crate::program::{self, Run};
 use crate::queue::Job;
+use crate::route::Route;
 use crate::state::{Dropped, HandlerState, State};
-use crate::sys::SIGXCPU;
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -107,41 +107,48 @@ impl Handler {
         }
         #[cfg(debug_assertions)]
         test_hook(&job, false);
-        let response = match catch_unwind(AssertUnwindSafe(|| self.execute(&job))) {
-            Ok(Some(response)) => response,
-            Ok(None) => {
-                // The client left while its program ran: nobody to answer.
-                self.state.count_drop(Dropped::ClientGone);
-                return;
-            }
-            Err(_) => {
-                log::event(format_args!(
-                    "{} {}: the job panicked; answered 500",
-                    job.id, job.route.pattern
-                ));
-                Response::plain(500, &[], job.head.method == Method::Head)
-            }
-        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.execute(&job))).unwrap_or_else(|_| {
+            log::event(format_args!(
+                "{} {}: the job panicked; answered 500",
+                job.id, job.route.pattern
+            ));
+            Outcome::Answer(Response::plain(500, &[], job.head.method == Method::Head))
+        });
         let Job {
             id,
             conn,
             head,
             slot,
+            redirects,
             ..
         } = job;
-        self.inbox.send(ToGate::Answer(Answer {
-            conn,
-            response,
-            id,
-            method: head.method.as_str(),
-            target: head.target,
-        }));
+        let message = match outcome {
+            Outcome::Answer(response) => ToGate::Answer(Answer {
+                conn,
+                response,
+                id,
+                method: head.method.as_str(),
+                target: head.target,
+            }),
+            Outcome::Redirect(location) => ToGate::Redirect(Redirect {
+                conn,
+                head,
+                location,
+                redirects: redirects + 1,
+            }),
+            Outcome::ClientGone => {
+                // The client left while its program ran: nobody to answer.
+                self.state.count_drop(Dropped::ClientGone);
+                return;
+            }
+        };
+        self.inbox.send(message);
         // The slot is freed only now, once the answer is with the gate.
         drop(slot);
     }
 
-    /// Runs the job's program; None if its client left meanwhile.
-    fn execute(&self, job: &Job) -> Option<Response> {
+    /// Runs the job's program and says what to do with what it gave.
+    fn execute(&self, job: &Job) -> Outcome {
         #[cfg(debug_assertions)]
         test_hook(job, true);
         let route = &job.route;
@@ -159,7 +166,6 @@ impl Handler {
                 .then(|| job.conn.stream.as_raw_fd()),
             sandbox: &route.sandbox,
         });
-        let head_only = job.head.method == Method::Head;
         let stderr = match &result {
             Ok(out) => out.stderr.as_bytes(),
             Err(f) => f.stderr(),
@@ -167,31 +173,58 @@ impl Handler {
         for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             log::event(format_args!("{} stderr: {}", job.id, Escaped(line)));
         }
-        Some(match result {
-            Ok(out) => Response::new(
-                200,
-                &[("Content-Type", &route.content_type)],
-                out.stdout,
-                head_only,
-            ),
-            Err(failure) => {
-                let program = route.command.first().map_or("", String::as_str);
-                log::event(format_args!(
-                    "{} {} {}: `{}` {failure}",
-                    job.id,
-                    job.head.method.as_str(),
-                    route.pattern,
-                    Escaped(program.as_bytes()),
-                ));
-                let status = match failure {
-                    Failure::ClientGone(_) => return None,
-                    // Past its deadline, or its CPU-seconds limit (SIGXCPU).
-                    Failure::Timeout(_) | Failure::Signal(SIGXCPU, _) => 504,
-                    _ => 502,
-                };
-                Response::plain(status, &[], head_only)
+        let head_only = job.head.method == Method::Head;
+        let (status, problem) = match result {
+            Ok(out) if route.cgi => match cgi::parse(&out.stdout) {
+                Ok(reply) => return cgi_outcome(reply, out.stdout, route, head_only),
+                Err(e) => (502, format!("wrote a malformed CGI answer: {e}")),
+            },
+            Ok(out) => {
+                let content_type = [("Content-Type", route.content_type.as_str())];
+                return Outcome::Answer(Response::new(200, &content_type, out.stdout, head_only));
             }
-        })
+            Err(failure) => match failure.status() {
+                Some(status) => (status, failure.to_string()),
+                None => return Outcome::ClientGone,
+            },
+        };
+        let program = route.command.first().map_or("", String::as_str);
+        log::event(format_args!(
+            "{} {} {}: `{}` {problem}",
+            job.id,
+            job.head.method.as_str(),
+            route.pattern,
+            Escaped(program.as_bytes()),
+        ));
+        Outcome::Answer(Response::plain(status, &[], head_only))
+    }
+}
+
+/// What became of a job.
+enum Outcome {
+    Answer(Response),
+    /// A CGI local redirect: answer as for a GET of this path.
+    Redirect(String),
+    /// The client left while the program ran: nobody to answer.
+    ClientGone,
+}
+
+/// The answer for a CGI program's reply.
+fn cgi_outcome(reply: cgi::Reply, mut stdout: Vec<u8>, route: &Route, head_only: bool) -> Outcome {
+    match reply {
+        cgi::Reply::LocalRedirect(location) => Outcome::Redirect(location),
+        cgi::Reply::Document {
+            status,
+            content_type,
+            headers,
+            body_start,
+        } => {
+            stdout.drain(..body_start.min(stdout.len()));
+            let content_type = content_type.as_deref().unwrap_or(&route.content_type);
+            let mut all = vec![("Content-Type", content_type)];
+            all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+            Outcome::Answer(Response::new(status, &all, stdout, head_only))
+        }
     }
 }
 

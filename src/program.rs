@@ -8,7 +8,9 @@
 //! more than `max_output` + `STDERR_TAIL` bytes, or leave a process of the
 //! group running when it returns.
 
-use crate::sys::{self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM};
+use crate::sys::{
+    self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
+};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -88,6 +90,20 @@ impl fmt::Display for Failure {
 }
 
 impl Failure {
+    /// The status to answer with; None when there is nobody to answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            // Past its deadline, or past its CPU-seconds limit (SIGXCPU).
+            Failure::Timeout(_) | Failure::Signal(SIGXCPU, _) => Some(504),
+            Failure::ClientGone(_) => None,
+            Failure::Spawn(_)
+            | Failure::Exit(..)
+            | Failure::Signal(..)
+            | Failure::OutputCap(_)
+            | Failure::Io(_) => Some(502),
+        }
+    }
+
     pub fn stderr(&self) -> &[u8] {
         match self {
             Failure::Exit(_, t)

@@ -34,6 +34,8 @@ pub struct Job {
     pub argv: Vec<OsString>,
     pub script_name: String,
     pub path_info: String,
+    /// CGI local redirects that led here (a bound against loops).
+    pub redirects: u8,
     /// Freed when the job is dropped, whatever its fate.
     pub slot: Slot,
 }

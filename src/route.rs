@@ -84,6 +84,8 @@ pub struct Route {
     /// Stop the program when its client leaves.
     pub cancel_on_disconnect: bool,
     pub sandbox: Sandbox,
+    /// CGI mode: stdout starts with a header block (RFC 3875 §6).
+    pub cgi: bool,
     /// Added to the clean environment (which holds only PATH otherwise).
     pub env: Vec<(OsString, OsString)>,
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
@@ -200,6 +202,7 @@ mod tests {
             kill_grace: Duration::from_secs(1),
             cancel_on_disconnect: true,
             sandbox: Sandbox::default(),
+            cgi: false,
             env: vec![],
             max_output: 1,
             content_type: String::new(),

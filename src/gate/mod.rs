@@ -11,9 +11,9 @@
 mod reader;
 mod writer;
 
-use crate::http::request::Limits;
+use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
-use crate::http::{Method, RequestError};
+use crate::http::{Method, RequestError, Status};
 use crate::log::{self, Escaped};
 use crate::queue::{Batch, Conn, Job, Queue, Slot};
 use crate::route::{Match, Routes};
@@ -37,9 +37,25 @@ pub enum ToGate {
     Accepted(Conn),
     /// From the handler: the answer to a job.
     Answer(Answer),
+    /// From the handler: a CGI local redirect, to be served as a new GET.
+    Redirect(Redirect),
     /// From the handler: it is idle; send the next batch through this.
     Idle(SyncSender<Batch>),
 }
+
+/// A CGI program's local redirect (RFC 3875 §6.2.2).
+pub struct Redirect {
+    pub conn: Conn,
+    /// The request that was redirected.
+    pub head: Head,
+    /// The path (and query) to answer as for a GET.
+    pub location: String,
+    /// How many redirects led here, this one included.
+    pub redirects: u8,
+}
+
+/// Local redirects one request may go through (a loop ends in 502).
+const MAX_REDIRECTS: u8 = 4;
 
 /// An answer on its way to its client.
 pub struct Answer {
@@ -197,6 +213,7 @@ impl Gate {
                 Ok(ToGate::Answer(a)) => {
                     self.send(a.conn, a.response, false, a.id, a.method, &a.target);
                 }
+                Ok(ToGate::Redirect(r)) => self.redirect(r),
                 Ok(ToGate::Idle(tx)) => self.queue.handler_idle(tx),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
@@ -246,7 +263,7 @@ impl Gate {
         };
         match step {
             Step::Waiting | Step::Gone => {}
-            Step::Done(request) => self.dispatch(r.conn, request),
+            Step::Done(request) => self.dispatch(r.conn, request, 0),
             Step::Refused(e) => self.refuse(r, e),
         }
         true
@@ -270,8 +287,56 @@ impl Gate {
         self.send(r.conn, response, true, id, method, &target);
     }
 
+    /// Serves a local redirect as a GET of its location, with the headers of
+    /// the request that was redirected (less its body's).
+    fn redirect(&mut self, r: Redirect) {
+        let mut raw =
+            format!("GET {} HTTP/1.{}\r\n", r.location, r.head.minor_version).into_bytes();
+        for h in &r.head.headers {
+            let framing = [
+                "content-length",
+                "transfer-encoding",
+                "content-type",
+                "expect",
+            ];
+            if !framing.iter().any(|f| h.name.eq_ignore_ascii_case(f)) {
+                raw.extend_from_slice(h.name.as_bytes());
+                raw.extend_from_slice(b": ");
+                raw.extend_from_slice(&h.value);
+                raw.extend_from_slice(b"\r\n");
+            }
+        }
+        raw.extend_from_slice(b"\r\n");
+        let head = match parse_head(&raw, &self.settings.limits) {
+            Ok(Status::Complete((head, _))) if r.redirects <= MAX_REDIRECTS => head,
+            _ => {
+                let id = self.new_id();
+                log::event(format_args!(
+                    "{id} {}: bad or looping local redirect to `{}`",
+                    Escaped(r.head.target.as_bytes()),
+                    Escaped(r.location.as_bytes())
+                ));
+                let response = Response::plain(502, &[], r.head.method == Method::Head);
+                self.send(
+                    r.conn,
+                    response,
+                    false,
+                    id,
+                    r.head.method.as_str(),
+                    &r.head.target,
+                );
+                return;
+            }
+        };
+        let request = Request {
+            head,
+            body: Vec::new(),
+        };
+        self.dispatch(r.conn, request, r.redirects);
+    }
+
     /// A complete request: the server's own answer, or a job for the handler.
-    fn dispatch(&mut self, conn: Conn, request: Request) {
+    fn dispatch(&mut self, conn: Conn, request: Request, redirects: u8) {
         let id = self.new_id();
         let Request { head, body } = request;
         let head_only = head.method == Method::Head;
@@ -294,6 +359,7 @@ impl Gate {
                                 path_info: path_info.to_owned(),
                                 route: Arc::clone(route),
                                 argv,
+                                redirects,
                                 conn,
                                 head,
                                 body,

@@ -22,7 +22,13 @@ impl Response {
         let mut head = String::with_capacity(160);
         let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
         write_http_date(&mut head, SystemTime::now());
-        let _ = write!(head, "\r\nContent-Length: {}\r\n", body.len());
+        // RFC 9110 §8.6: no Content-Length (and no body) with 204 or 304.
+        let bodiless = status == 204 || status == 304;
+        if bodiless {
+            head.push_str("\r\n");
+        } else {
+            let _ = write!(head, "\r\nContent-Length: {}\r\n", body.len());
+        }
         for (name, value) in headers {
             if is_clean(name) && is_clean(value) {
                 let _ = write!(head, "{name}: {value}\r\n");
@@ -32,7 +38,11 @@ impl Response {
         Response {
             status,
             head: head.into_bytes(),
-            body: if head_only { Vec::new() } else { body },
+            body: if head_only || bodiless {
+                Vec::new()
+            } else {
+                body
+            },
         }
     }
 
@@ -62,16 +72,33 @@ pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
         204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
         417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

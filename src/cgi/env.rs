@@ -34,6 +34,23 @@ pub fn environment(job: &Job) -> Vec<(OsString, OsString)> {
     set("PATH_INFO", job.path_info.clone().into());
     set("QUERY_STRING", head.query.clone().into());
     set("REMOTE_ADDR", job.conn.peer.ip().to_string().into());
+    // No DNS look-up: RFC 3875 §4.1.9 allows REMOTE_ADDR in its place.
+    set("REMOTE_HOST", job.conn.peer.ip().to_string().into());
+    // §4.1.1: the scheme of the Authorization field (its credentials stay out).
+    if let Some(scheme) = head
+        .header("authorization")
+        .and_then(|a| a.split(|&b| b == b' ').next())
+        .filter(|s| !s.is_empty())
+    {
+        set("AUTH_TYPE", OsString::from_vec(scheme.to_vec()));
+    }
+    // §4.1.6: PATH_INFO mapped into the route's working directory, if it has one.
+    if let (Some(dir), false) = (&job.route.sandbox.dir, job.path_info.is_empty()) {
+        set(
+            "PATH_TRANSLATED",
+            dir.join(job.path_info.trim_start_matches('/')).into(),
+        );
+    }
     set("REMOTE_PORT", job.conn.peer.port().to_string().into());
     if let Ok(local) = job.conn.stream.local_addr() {
         set("SERVER_PORT", local.port().to_string().into());
