@@ -177,16 +177,13 @@ impl Handler {
         let (status, problem) = match result {
             Ok(out) if route.cgi => match cgi::parse(&out.stdout) {
                 Ok(reply) => return cgi_outcome(reply, out.stdout, route, head_only),
-                Err(e) => (502, format!("wrote a malformed CGI answer: {e}")),
+                Err(e) => (Some(502), format!("wrote a malformed CGI answer: {e}")),
             },
             Ok(out) => {
                 let content_type = [("Content-Type", route.content_type.as_str())];
                 return Outcome::Answer(Response::new(200, &content_type, out.stdout, head_only));
             }
-            Err(failure) => match failure.status() {
-                Some(status) => (status, failure.to_string()),
-                None => return Outcome::ClientGone,
-            },
+            Err(failure) => (failure.status(), failure.to_string()),
         };
         let program = route.command.first().map_or("", String::as_str);
         log::event(format_args!(
@@ -196,7 +193,10 @@ impl Handler {
             route.pattern,
             Escaped(program.as_bytes()),
         ));
-        Outcome::Answer(Response::plain(status, &[], head_only))
+        match status {
+            Some(status) => Outcome::Answer(Response::plain(status, &[], head_only)),
+            None => Outcome::ClientGone,
+        }
     }
 }
 
