@@ -9,6 +9,7 @@
 use crate::http::Status;
 use crate::http::request::{Limits, parse_head};
 use crate::http::response::Response;
+use crate::route::Routes;
 use crate::state::{Dropped, HandlerState, Part, State};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -20,16 +21,16 @@ use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(2);
 
-pub fn run(socket: &TcpListener, state: &Arc<State>) {
+pub fn run(socket: &TcpListener, state: &Arc<State>, routes: &Routes) {
     for stream in socket.incoming() {
         match stream {
-            Ok(stream) => answer(stream, state),
+            Ok(stream) => answer(stream, state, routes),
             Err(_) => thread::sleep(Duration::from_millis(50)),
         }
     }
 }
 
-fn answer(mut stream: TcpStream, state: &State) {
+fn answer(mut stream: TcpStream, state: &State, routes: &Routes) {
     let _ = stream.set_read_timeout(Some(DEADLINE));
     let _ = stream.set_write_timeout(Some(DEADLINE));
     let limits = Limits {
@@ -71,7 +72,7 @@ fn answer(mut stream: TcpStream, state: &State) {
                 "/metrics" => Response::new(
                     200,
                     &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                    metrics(state).into_bytes(),
+                    metrics(state, routes).into_bytes(),
                     head_only,
                 ),
                 _ => Response::plain(404, &[], head_only),
@@ -82,7 +83,7 @@ fn answer(mut stream: TcpStream, state: &State) {
     let _ = stream.write_all(&response.body);
 }
 
-fn metrics(s: &State) -> String {
+fn metrics(s: &State, routes: &Routes) -> String {
     let mut m = String::with_capacity(2048);
     let mut family = |name: &str, kind: &str, help: &str| {
         let _ = write!(m, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -138,6 +139,11 @@ fn metrics(s: &State) -> String {
         "Log lines dropped (writer behind).",
     );
     family("fiddler_uptime_seconds", "gauge", "Seconds since start.");
+    family(
+        "fiddler_route_breaker_open",
+        "gauge",
+        "1 while a route's circuit breaker is open.",
+    );
     family("fiddler_build_info", "gauge", "Version.");
     let _ = writeln!(m, "fiddler_queue_depth {}", s.held());
     let _ = writeln!(m, "fiddler_queue_capacity {}", s.capacity);
@@ -207,6 +213,15 @@ fn metrics(s: &State) -> String {
         "fiddler_uptime_seconds {}",
         s.started.elapsed().as_secs()
     );
+    for r in &routes.list {
+        let _ = writeln!(
+            m,
+            "fiddler_route_breaker_open{{route=\"{} {}\"}} {}",
+            r.method.as_str(),
+            r.pattern.escape_default(),
+            u8::from(r.breaker.is_open())
+        );
+    }
     let _ = writeln!(
         m,
         "fiddler_build_info{{version=\"{}\"}} 1",

@@ -5,6 +5,7 @@
 //! naming where it is (file and line, or flag) and what is wrong; `main`
 //! prints it and exits with code 2.
 
+use crate::breaker::Breaker;
 use crate::http::Method;
 use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes};
@@ -489,6 +490,7 @@ fn new_route(
         cancel_on_disconnect: true,
         sandbox: Sandbox::default(),
         cgi: false,
+        breaker: Breaker::new(0, Duration::ZERO),
         env: Vec::new(),
         max_output: 16 * MIB as usize,
         content_type: "text/plain; charset=utf-8".into(),
@@ -515,6 +517,7 @@ fn route_from_table(
     path_rule(&pattern, &path_origin)?;
     let mut route = new_route(method, pattern, argv.strings(&argv_origin)?, &argv_origin)?;
     let mut timeout = None;
+    let (mut breaker_failures, mut breaker_cooldown) = (0, Duration::from_secs(30));
     for entry in &table.entries {
         let (v, o) = (Input::Toml(&entry.value), at(entry.line));
         match entry.key.as_str() {
@@ -533,6 +536,8 @@ fn route_from_table(
             "kill_grace" => route.kill_grace = Duration::from_secs(v.count(&o, 0, 600)?),
             "cancel_on_disconnect" => route.cancel_on_disconnect = v.boolean(&o)?,
             "cgi" => route.cgi = v.boolean(&o)?,
+            "breaker_failures" => breaker_failures = v.count(&o, 0, 1_000_000)? as u32,
+            "breaker_cooldown" => breaker_cooldown = v.seconds(&o)?,
             "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
             "cpu" => route.sandbox.limits.cpu = Some(v.count(&o, 1, 7 * 24 * 3600)?),
             "open_files" => route.sandbox.limits.open_files = Some(v.count(&o, 3, 1 << 20)?),
@@ -555,6 +560,7 @@ fn route_from_table(
             other => return fail(&o, format!("unknown route setting `{other}`")),
         }
     }
+    route.breaker = Breaker::new(breaker_failures, breaker_cooldown);
     Ok(RouteDraft {
         origin,
         route,

@@ -166,6 +166,11 @@ impl Handler {
                 .then(|| job.conn.stream.as_raw_fd()),
             sandbox: &route.sandbox,
         });
+        match &result {
+            Ok(_) => route.breaker.record(false),
+            Err(f) if f.status().is_some() => route.breaker.record(f.is_breakdown()),
+            Err(_) => {} // the client left: that says nothing of the program
+        }
         let stderr = match &result {
             Ok(out) => out.stderr.as_bytes(),
             Err(f) => f.stderr(),

@@ -12,6 +12,7 @@
 //! watchdog keeps them alive. ARCHITECTURE.md has the full picture.
 
 mod admin;
+mod breaker;
 mod cgi;
 mod config;
 mod gate;
@@ -116,12 +117,12 @@ fn serve(config: Config) -> io::Result<()> {
         answer_memory: config.answer_memory,
     };
     let routes = Arc::new(config.routes);
-    let gate_state = Arc::clone(&state);
+    let (gate_state, gate_routes) = (Arc::clone(&state), Arc::clone(&routes));
     spawn("gate", move || {
         watchdog::restarting(Part::Gate, &gate_state, || {
             Gate::new(
                 settings.clone(),
-                Arc::clone(&routes),
+                Arc::clone(&gate_routes),
                 Arc::clone(&gate_state),
             )
             .run(&mailbox);
@@ -131,7 +132,10 @@ fn serve(config: Config) -> io::Result<()> {
     // The admin endpoint: /health, /ready, /metrics.
     if let Some(admin) = admin {
         let admin_state = Arc::clone(&state);
-        spawn("admin", move || admin::run(&admin, &admin_state))?;
+        let admin_routes = Arc::clone(&routes);
+        spawn("admin", move || {
+            admin::run(&admin, &admin_state, &admin_routes)
+        })?;
     }
 
     // The listener, on the main thread: accepts while there is room.

@@ -104,6 +104,15 @@ impl Failure {
         }
     }
 
+    /// A breakdown of the program rather than an answer about the request:
+    /// what counts against a route's circuit breaker.
+    pub fn is_breakdown(&self) -> bool {
+        matches!(
+            self,
+            Failure::Spawn(_) | Failure::Signal(..) | Failure::Timeout(_) | Failure::Io(_)
+        )
+    }
+
     pub fn stderr(&self) -> &[u8] {
         match self {
             Failure::Exit(_, t)

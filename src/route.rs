@@ -6,6 +6,7 @@
 //! `ANY` matches every method, a GET route answers HEAD too.
 //! Must never: run anything or touch a socket.
 
+use crate::breaker::Breaker;
 use crate::http::Method;
 use crate::program::Sandbox;
 use crate::template::{Arg, Missing};
@@ -20,6 +21,13 @@ pub enum MethodRule {
 }
 
 impl MethodRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodRule::Any => "ANY",
+            MethodRule::Only(m) => m.as_str(),
+        }
+    }
+
     fn allows(self, m: Method) -> bool {
         match self {
             MethodRule::Any => true,
@@ -86,6 +94,7 @@ pub struct Route {
     pub sandbox: Sandbox,
     /// CGI mode: stdout starts with a header block (RFC 3875 §6).
     pub cgi: bool,
+    pub breaker: Breaker,
     /// Added to the clean environment (which holds only PATH otherwise).
     pub env: Vec<(OsString, OsString)>,
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
@@ -167,10 +176,7 @@ impl Routes {
     pub fn index_text(&self) -> String {
         let mut text = String::from("fiddler_crab routes:\n");
         for r in &self.list {
-            let method = match r.method {
-                MethodRule::Any => "ANY",
-                MethodRule::Only(m) => m.as_str(),
-            };
+            let method = r.method.as_str();
             text.push_str(&format!(
                 "{method} {} -> {}\n",
                 r.pattern,
@@ -203,6 +209,7 @@ mod tests {
             cancel_on_disconnect: true,
             sandbox: Sandbox::default(),
             cgi: false,
+            breaker: Breaker::new(0, Duration::ZERO),
             env: vec![],
             max_output: 1,
             content_type: String::new(),

@@ -338,3 +338,56 @@ fn fifty_megabytes_of_output_pass_through() {
     let r = s.get("/big");
     assert_eq!((r.status, r.body.len()), (200, 50_000_000));
 }
+
+#[test]
+fn the_circuit_breaker_opens_cools_down_and_closes() {
+    let dir = TempDir::new();
+    // Crashes (killed by a signal) until the file `healthy` exists.
+    let flaky = dir.script(
+        "flaky.sh",
+        &format!(
+            "#!/bin/sh\n[ -e {}/healthy ] && {{ echo up; exit 0; }}\nkill -9 $$\n",
+            dir.0.display()
+        ),
+    );
+    let s = Server::with_config(
+        &format!(
+            "[[route]]\npath = \"/flaky\"\ncommand = [\"{flaky}\"]\nbreaker_failures = 2\nbreaker_cooldown = 1\n"
+        ),
+        &[],
+    );
+    let open = "fiddler_route_breaker_open{route=\"ANY /flaky\"}";
+    assert_eq!(s.get("/flaky").status, 502);
+    assert_eq!(s.metric(open), 0);
+    assert_eq!(s.get("/flaky").status, 502);
+    assert_eq!(s.metric(open), 1);
+    // Open: answered at once, the program not started.
+    let r = s.get("/flaky");
+    assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+    assert_eq!(s.metric("fiddler_programs_started_total"), 2);
+    // After the cool-down one trial runs; it fails, so the breaker opens again.
+    let start = std::time::Instant::now();
+    let trial = loop {
+        let r = s.get("/flaky");
+        if r.status != 503 || start.elapsed() > support::DEADLINE {
+            break r;
+        }
+        // Between two looks: the cool-down is a time, with nothing to wait on.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(trial.status, 502);
+    assert_eq!(s.get("/flaky").status, 503);
+    // Healthy again: the next trial succeeds and closes it.
+    std::fs::write(dir.path("healthy"), "").unwrap();
+    let trial = loop {
+        let r = s.get("/flaky");
+        if r.status != 503 || start.elapsed() > support::DEADLINE {
+            break r;
+        }
+        // Between two looks: the cool-down is a time, with nothing to wait on.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!((trial.status, trial.text().as_str()), (200, "up\n"));
+    assert_eq!(s.metric(open), 0);
+    assert_eq!(s.get("/flaky").status, 200);
+}

@@ -11,6 +11,7 @@
 mod reader;
 mod writer;
 
+use crate::breaker::Admit;
 use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
 use crate::http::{Method, RequestError, Status};
@@ -345,8 +346,17 @@ impl Gate {
                 route,
                 script_name,
                 path_info,
-            } => {
-                match template::fill(&route.args, &head, path_info, route.missing, route.max_arg) {
+            } => match route.breaker.admit() {
+                Admit::No(secs) => {
+                    Response::plain(503, &[("Retry-After", &secs.to_string())], head_only)
+                }
+                Admit::Yes => match template::fill(
+                    &route.args,
+                    &head,
+                    path_info,
+                    route.missing,
+                    route.max_arg,
+                ) {
                     Err(e) => {
                         log::event(format_args!("{id} {}: refused: {e}", route.pattern));
                         Response::plain(400, &[], head_only)
@@ -371,8 +381,8 @@ impl Gate {
                         }
                         None => Response::plain(503, &[("Retry-After", "1")], head_only),
                     },
-                }
-            }
+                },
+            },
             Match::Index => Response::new(
                 200,
                 &[("Content-Type", "text/plain; charset=utf-8")],
