@@ -172,7 +172,7 @@ pub fn run(run: &Run) -> Result<Output, Failure> {
     if let Some(uid) = sandbox.uid {
         cmd.uid(uid);
     }
-    sys::limit_child(&mut cmd, sandbox.limits);
+    sys::prepare_child(&mut cmd, sandbox.limits);
     let child = cmd.spawn().map_err(Failure::Spawn)?;
     let mut group = Group::new(child);
     let mut scratch = vec![0u8; 64 * 1024];

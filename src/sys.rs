@@ -60,6 +60,7 @@ const RLIMIT_NPROC: i32 = 6;
 const RLIMIT_NOFILE: i32 = 7;
 const RLIMIT_AS: i32 = 9;
 const PRIO_PROCESS: i32 = 0;
+const PR_SET_PDEATHSIG: i32 = 1;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
 const WNOHANG: i32 = 1;
 /// `pidfd_open` has the same number on every Linux architecture (the unified table).
@@ -233,11 +234,9 @@ pub struct ChildLimits {
     pub nice: Option<i32>,
 }
 
-/// Makes `cmd` apply `limits` in the child, between fork and exec.
-pub fn limit_child(cmd: &mut Command, limits: ChildLimits) {
-    if limits == ChildLimits::default() {
-        return;
-    }
+/// Makes `cmd` apply `limits` in the child, between fork and exec, and ties
+/// the child's life to the server's: if the server dies, it gets SIGKILL.
+pub fn prepare_child(cmd: &mut Command, limits: ChildLimits) {
     let set = |resource: i32, soft: u64, hard: u64| -> io::Result<()> {
         let lim = ffi::RLimit {
             cur: soft,
@@ -250,6 +249,10 @@ pub fn limit_child(cmd: &mut Command, limits: ChildLimits) {
         Ok(())
     };
     let hook = move || {
+        // SAFETY: PR_SET_PDEATHSIG takes one integer (the signal); the rest are zero.
+        if unsafe { ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         if let Some(bytes) = limits.memory {
             set(RLIMIT_AS, bytes, bytes)?;
         }
@@ -271,7 +274,7 @@ pub fn limit_child(cmd: &mut Command, limits: ChildLimits) {
         Ok(())
     };
     // SAFETY: the hook runs in the forked child before exec. It calls only
-    // setrlimit and setpriority (async-signal-safe), allocates nothing
+    // prctl, setrlimit and setpriority (async-signal-safe), allocates nothing
     // (`io::Error` from an OS code does not allocate) and takes no lock.
     unsafe {
         cmd.pre_exec(hook);

@@ -391,3 +391,18 @@ fn the_circuit_breaker_opens_cools_down_and_closes() {
     assert_eq!(s.metric(open), 0);
     assert_eq!(s.get("/flaky").status, 200);
 }
+
+#[test]
+fn a_program_does_not_outlive_a_killed_server() {
+    let dir = TempDir::new();
+    let control = support::Control::new(&dir.0);
+    let program = control.program(&dir);
+    let mut s = Server::start_in(dir, &["--route", &format!("POST /held={program}")]);
+    let mut c = s.connect();
+    c.write_all(b"POST /held HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx")
+        .unwrap();
+    let held = control.wait_started();
+    s.kill();
+    // Its program gets SIGKILL with it (parent-death signal): its end closes.
+    held.wait_gone();
+}

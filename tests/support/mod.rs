@@ -254,6 +254,12 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Kills the server outright (SIGKILL), as a crash or the OOM killer would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 impl Drop for Server {
@@ -364,7 +370,9 @@ impl Held {
     /// Waits until the held program has ended (its end of the socket closed).
     pub fn wait_gone(mut self) {
         let mut rest = Vec::new();
-        let _ = self.0.read_to_end(&mut rest);
+        self.0
+            .read_to_end(&mut rest)
+            .expect("the held program to end within the deadline");
     }
 
     pub fn release(mut self) {
