@@ -490,6 +490,7 @@ fn new_route(
         cancel_on_disconnect: true,
         sandbox: Sandbox::default(),
         cgi: false,
+        stream: false,
         breaker: Breaker::new(0, Duration::ZERO),
         env: Vec::new(),
         max_output: 16 * MIB as usize,
@@ -536,6 +537,7 @@ fn route_from_table(
             "kill_grace" => route.kill_grace = Duration::from_secs(v.count(&o, 0, 600)?),
             "cancel_on_disconnect" => route.cancel_on_disconnect = v.boolean(&o)?,
             "cgi" => route.cgi = v.boolean(&o)?,
+            "stream" => route.stream = v.boolean(&o)?,
             "breaker_failures" => breaker_failures = v.count(&o, 0, 1_000_000)? as u32,
             "breaker_cooldown" => breaker_cooldown = v.seconds(&o)?,
             "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
@@ -561,6 +563,9 @@ fn route_from_table(
         }
     }
     route.breaker = Breaker::new(breaker_failures, breaker_cooldown);
+    if route.stream && route.cgi {
+        return fail(&origin, "a route cannot both stream and be in CGI mode");
+    }
     Ok(RouteDraft {
         origin,
         route,

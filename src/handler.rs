@@ -16,6 +16,7 @@ use crate::program::{self, Run};
 use crate::queue::Job;
 use crate::route::Route;
 use crate::state::{Dropped, HandlerState, State};
+use crate::stream::Stream;
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -141,6 +142,7 @@ impl Handler {
                 self.state.count_drop(Dropped::ClientGone);
                 return;
             }
+            Outcome::CutShort => return,
         };
         self.inbox.send(message);
         // The slot is freed only now, once the answer is with the gate.
@@ -154,18 +156,28 @@ impl Handler {
         let route = &job.route;
         let env = cgi::environment(job);
         self.state.programs_started.fetch_add(1, Relaxed);
-        let result = program::run(&Run {
-            argv: &job.argv,
-            env: &env,
-            stdin: &job.body,
-            deadline: Instant::now() + route.timeout,
-            max_output: route.max_output,
-            kill_grace: route.kill_grace,
-            client: route
-                .cancel_on_disconnect
-                .then(|| job.conn.stream.as_raw_fd()),
-            sandbox: &route.sandbox,
+        let head_only = job.head.method == Method::Head;
+        let content_type = [("Content-Type", route.content_type.as_str())];
+        // Chunked needs HTTP/1.1; HEAD has no body to stream.
+        let mut stream = (route.stream && !head_only && job.head.minor_version >= 1).then(|| {
+            let head = Response::chunked_head(200, &content_type);
+            Stream::new(&job.conn.stream, head, route.max_output)
         });
+        let result = program::run(
+            &Run {
+                argv: &job.argv,
+                env: &env,
+                stdin: &job.body,
+                deadline: Instant::now() + route.timeout,
+                max_output: route.max_output,
+                kill_grace: route.kill_grace,
+                client: route
+                    .cancel_on_disconnect
+                    .then(|| job.conn.stream.as_raw_fd()),
+                sandbox: &route.sandbox,
+            },
+            stream.as_mut(),
+        );
         match &result {
             Ok(_) => route.breaker.record(false),
             Err(f) if f.status().is_some() => route.breaker.record(f.is_breakdown()),
@@ -178,14 +190,21 @@ impl Handler {
         for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             log::event(format_args!("{} stderr: {}", job.id, Escaped(line)));
         }
-        let head_only = job.head.method == Method::Head;
+        let cut_short = stream.as_ref().is_some_and(Stream::started);
         let (status, problem) = match result {
+            Ok(_) if stream.is_some() => {
+                let rest = stream.map(Stream::finish).unwrap_or_default();
+                return Outcome::Answer(Response {
+                    status: 200,
+                    head: Vec::new(),
+                    body: rest,
+                });
+            }
             Ok(out) if route.cgi => match cgi::parse(&out.stdout) {
                 Ok(reply) => return cgi_outcome(reply, out.stdout, route, head_only),
                 Err(e) => (Some(502), format!("wrote a malformed CGI answer: {e}")),
             },
             Ok(out) => {
-                let content_type = [("Content-Type", route.content_type.as_str())];
                 return Outcome::Answer(Response::new(200, &content_type, out.stdout, head_only));
             }
             Err(failure) => (failure.status(), failure.to_string()),
@@ -199,6 +218,9 @@ impl Handler {
             Escaped(program.as_bytes()),
         ));
         match status {
+            // A streamed answer already went out as 200: it can only be cut
+            // short (no last chunk), so the client sees it is incomplete.
+            Some(_) if cut_short => Outcome::CutShort,
             Some(status) => Outcome::Answer(Response::plain(status, &[], head_only)),
             None => Outcome::ClientGone,
         }
@@ -212,6 +234,8 @@ enum Outcome {
     Redirect(String),
     /// The client left while the program ran: nobody to answer.
     ClientGone,
+    /// A streamed answer whose program failed: the connection is closed.
+    CutShort,
 }
 
 /// The answer for a CGI program's reply.

@@ -24,6 +24,7 @@ mod program;
 mod queue;
 mod route;
 mod state;
+mod stream;
 mod sys;
 mod template;
 mod toml;

@@ -8,6 +8,7 @@
 //! more than `max_output` + `STDERR_TAIL` bytes, or leave a process of the
 //! group running when it returns.
 
+use crate::stream::Stream;
 use crate::sys::{
     self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
 };
@@ -144,8 +145,9 @@ impl Tail {
 }
 
 /// Starts the program and runs it to its end. Blocks the calling thread until
-/// then, never past `run.deadline` (plus the moment a SIGKILL takes).
-pub fn run(run: &Run) -> Result<Output, Failure> {
+/// then, never past `run.deadline` (plus `kill_grace`). With a `stream`,
+/// stdout goes to the client as it comes instead of into `Output`.
+pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
     let (program, args) = match run.argv.split_first() {
         Some(split) => split,
         None => return Err(Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput))),
@@ -176,7 +178,7 @@ pub fn run(run: &Run) -> Result<Output, Failure> {
     let child = cmd.spawn().map_err(Failure::Spawn)?;
     let mut group = Group::new(child);
     let mut scratch = vec![0u8; 64 * 1024];
-    let result = group.serve(run, &mut scratch);
+    let result = group.serve(run, &mut scratch, stream);
     if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
         group.stop(run.kill_grace, &mut scratch);
     }
@@ -207,7 +209,12 @@ impl Group {
         }
     }
 
-    fn serve(&mut self, run: &Run, scratch: &mut [u8]) -> Result<Output, Failure> {
+    fn serve(
+        &mut self,
+        run: &Run,
+        scratch: &mut [u8],
+        mut stream: Option<&mut Stream>,
+    ) -> Result<Output, Failure> {
         let pipes = [fd_of(&self.stdin), fd_of(&self.stdout), fd_of(&self.stderr)];
         for fd in pipes.into_iter().flatten() {
             sys::set_nonblocking(&fd).map_err(Failure::Io)?;
@@ -215,12 +222,26 @@ impl Group {
         let mut written = 0;
         let mut stdout = Vec::new();
         let mut stderr = Tail::default();
+        // Bytes of stdout sent on (streaming) so far, for the output cap.
+        let mut streamed = 0;
+        // The client is watched for leaving, and written to when streaming.
+        let client = stream.as_ref().map(|s| s.fd()).or(run.client);
         loop {
             let closed = self.stdout.is_none() && self.stderr.is_none();
             if self.status.is_some() || (closed && self.exited_now()) {
                 // Exited: what it wrote is in the pipes already. Take what is
                 // there without waiting for stragglers of its group.
-                self.drain(&mut stdout, &mut stderr, scratch, run.max_output)?;
+                self.drain(
+                    &mut stdout,
+                    &mut stderr,
+                    scratch,
+                    run.max_output - streamed.min(run.max_output),
+                )?;
+                if let Some(s) = stream.as_deref_mut() {
+                    s.push(&stdout)
+                        .map_err(|_| Failure::ClientGone(std::mem::take(&mut stderr)))?;
+                    stdout.clear();
+                }
                 break;
             }
             let Some(left) = run
@@ -242,7 +263,15 @@ impl Group {
                 (out, POLLIN),
                 (err, POLLIN),
                 (exit, POLLIN),
-                (run.client, POLLRDHUP),
+                (
+                    client,
+                    POLLRDHUP
+                        | if stream.as_ref().is_some_and(|s| s.wants_write()) {
+                            POLLOUT
+                        } else {
+                            0
+                        },
+                ),
             ]
             .map(|(fd, events)| PollFd::new(fd.unwrap_or(-1), events));
             let timeout = if exit.is_none() && closed {
@@ -251,10 +280,19 @@ impl Group {
                 left
             };
             sys::poll(&mut fds, Some(timeout)).map_err(Failure::Io)?;
-            let [stdin_ready, out_ready, err_ready, exit_ready, client_left] =
-                fds.map(|p| p.ready());
+            let [stdin_ready, out_ready, err_ready, exit_ready, _] =
+                fds.each_ref().map(PollFd::ready);
+            let [.., client_poll] = &fds;
+            let client_events = client_poll.revents();
             // POLLRDHUP, POLLHUP or POLLERR: the client closed or reset.
-            if client_left {
+            if client_events & !POLLOUT != 0 {
+                return Err(Failure::ClientGone(stderr));
+            }
+            let flushed = match stream.as_deref_mut() {
+                Some(s) if client_events & POLLOUT != 0 => s.flush(),
+                _ => Ok(()),
+            };
+            if flushed.is_err() {
                 return Err(Failure::ClientGone(stderr));
             }
             if stdin_ready {
@@ -263,8 +301,15 @@ impl Group {
             if out_ready {
                 read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
                     .map_err(Failure::Io)?;
-                if stdout.len() > run.max_output {
+                if streamed + stdout.len() > run.max_output {
                     return Err(Failure::OutputCap(stderr));
+                }
+                if let Some(s) = stream.as_deref_mut() {
+                    streamed += stdout.len();
+                    if s.push(&stdout).is_err() {
+                        return Err(Failure::ClientGone(stderr));
+                    }
+                    stdout.clear();
                 }
             }
             if err_ready {

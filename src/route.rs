@@ -94,6 +94,8 @@ pub struct Route {
     pub sandbox: Sandbox,
     /// CGI mode: stdout starts with a header block (RFC 3875 §6).
     pub cgi: bool,
+    /// Send stdout to the client as it comes (chunked), not at the end.
+    pub stream: bool,
     pub breaker: Breaker,
     /// Added to the clean environment (which holds only PATH otherwise).
     pub env: Vec<(OsString, OsString)>,
@@ -209,6 +211,7 @@ mod tests {
             cancel_on_disconnect: true,
             sandbox: Sandbox::default(),
             cgi: false,
+            stream: false,
             breaker: Breaker::new(0, Duration::ZERO),
             env: vec![],
             max_output: 1,

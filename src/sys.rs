@@ -79,6 +79,11 @@ impl PollFd {
         })
     }
 
+    /// The events that happened, after `poll`.
+    pub fn revents(&self) -> i16 {
+        self.0.revents
+    }
+
     /// True if the descriptor is readable, or closed, or in error: a read will not block.
     pub fn ready(&self) -> bool {
         self.0.revents != 0

@@ -46,6 +46,21 @@ impl Response {
         }
     }
 
+    /// The head of a streamed answer: the body follows in chunks.
+    pub fn chunked_head(status: u16, headers: &[(&str, &str)]) -> Vec<u8> {
+        let mut head = String::with_capacity(160);
+        let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
+        write_http_date(&mut head, SystemTime::now());
+        head.push_str("\r\nTransfer-Encoding: chunked\r\n");
+        for (name, value) in headers {
+            if is_clean(name) && is_clean(value) {
+                let _ = write!(head, "{name}: {value}\r\n");
+            }
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        head.into_bytes()
+    }
+
     /// The server's own short answer for `status`: text naming the status.
     pub fn plain(status: u16, headers: &[(&str, &str)], head_only: bool) -> Response {
         let body = format!("{status} {}\n", reason(status)).into_bytes();

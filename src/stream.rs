@@ -1,0 +1,98 @@
+//! Streams a program's stdout to its client as it comes, in the chunked
+//! transfer coding (routes with `stream = true`), without ever waiting on the
+//! client: each write takes what the socket takes now, the rest waits in a
+//! buffer, and a client that lets that buffer pass `cap` is dropped.
+//!
+//! Must never: block on the socket, or hold more than `cap` unsent bytes
+//! (plus one chunk's framing).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+
+/// The client left, or reads too slowly to keep up: the program is stopped.
+#[derive(Debug)]
+pub struct Gone;
+
+pub struct Stream<'a> {
+    socket: &'a TcpStream,
+    /// The response head, sent with the first chunk.
+    head: Vec<u8>,
+    pending: Vec<u8>,
+    cap: usize,
+    started: bool,
+}
+
+impl<'a> Stream<'a> {
+    pub fn new(socket: &'a TcpStream, head: Vec<u8>, cap: usize) -> Stream<'a> {
+        Stream {
+            socket,
+            head,
+            pending: Vec::new(),
+            cap,
+            started: false,
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// True once the head went out: the status can no longer change.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// True while bytes wait for the socket to be writable.
+    pub fn wants_write(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Sends `data` as one chunk (the head first, the first time).
+    pub fn push(&mut self, data: &[u8]) -> Result<(), Gone> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !self.started {
+            self.pending.append(&mut self.head);
+            self.started = true;
+        }
+        let mut size = String::with_capacity(12);
+        let _ = write!(size, "{:x}\r\n", data.len());
+        self.pending.extend_from_slice(size.as_bytes());
+        self.pending.extend_from_slice(data);
+        self.pending.extend_from_slice(b"\r\n");
+        self.flush()?;
+        if self.pending.len() > self.cap {
+            return Err(Gone);
+        }
+        Ok(())
+    }
+
+    /// Writes what the socket takes now.
+    pub fn flush(&mut self) -> Result<(), Gone> {
+        while !self.pending.is_empty() {
+            match (&*self.socket).write(&self.pending) {
+                Ok(0) => return Err(Gone),
+                Ok(n) => {
+                    self.pending.drain(..n.min(self.pending.len()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Gone),
+            }
+        }
+        Ok(())
+    }
+
+    /// What is left to send, with the last chunk that ends the body: the
+    /// gate writes it. A program that wrote nothing gives an empty body.
+    pub fn finish(mut self) -> Vec<u8> {
+        if !self.started {
+            self.pending.append(&mut self.head);
+        }
+        self.pending.extend_from_slice(b"0\r\n\r\n");
+        self.pending
+    }
+}
