@@ -81,7 +81,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::Spawn(e) => write!(f, "could not start: {e}"),
             Failure::Exit(code, _) => write!(f, "exited with code {code}"),
-            Failure::Signal(sig, _) => write!(f, "killed by signal {sig}"),
+            Failure::Signal(sig, _) => write!(f, "killed by signal {sig}{}", signal_name(*sig)),
             Failure::Timeout(_) => f.write_str("ran past its deadline and was killed"),
             Failure::OutputCap(_) => f.write_str("wrote more than max_output and was killed"),
             Failure::ClientGone(_) => f.write_str("was stopped: its client left"),
@@ -418,6 +418,18 @@ impl Drop for Group {
         // they are gone, then reap any that left the group and already ended.
         sys::reap_group(pgid);
         sys::reap_exited();
+    }
+}
+
+/// The reason behind the signals a program most often dies of.
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL: out of memory, or killed)",
+        11 => " (SIGSEGV: a crash, or over its memory limit)",
+        15 => " (SIGTERM)",
+        SIGXCPU => " (SIGXCPU: over its CPU-seconds limit)",
+        _ => "",
     }
 }
 
