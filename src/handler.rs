@@ -135,7 +135,7 @@ impl Handler {
                 conn,
                 head,
                 location,
-                redirects: redirects + 1,
+                redirects: redirects.saturating_add(1),
             }),
             Outcome::ClientGone => {
                 // The client left while its program ran: nobody to answer.
