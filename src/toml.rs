@@ -91,6 +91,7 @@ pub fn parse(text: &str) -> Result<Table, ParseError> {
         chars: text.chars().collect(),
         pos: 0,
         line: 1,
+        depth: 0,
     };
     let mut root = Table {
         line: 0,
@@ -139,10 +140,16 @@ pub fn parse(text: &str) -> Result<Table, ParseError> {
     Ok(root)
 }
 
+/// Deepest nesting of arrays and inline tables: the parser recurses, and a
+/// hostile file must not overflow its stack.
+const MAX_DEPTH: usize = 32;
+
 struct Parser {
     chars: Vec<char>,
     pos: usize,
     line: usize,
+    /// Arrays and inline tables open around the cursor.
+    depth: usize,
 }
 
 impl Parser {
@@ -333,13 +340,19 @@ impl Parser {
                 self.bump();
                 self.literal_string().map(Value::String)
             }
-            Some('[') => {
+            Some(open @ ('[' | '{')) => {
+                if self.depth >= MAX_DEPTH {
+                    return self.fail(format!("arrays and tables nest deeper than {MAX_DEPTH}"));
+                }
                 self.bump();
-                self.array()
-            }
-            Some('{') => {
-                self.bump();
-                self.inline_table()
+                self.depth += 1;
+                let value = if open == '[' {
+                    self.array()
+                } else {
+                    self.inline_table()
+                };
+                self.depth -= 1;
+                value
             }
             Some('t') if self.starts_with("true") => {
                 self.pos += 4;
@@ -657,6 +670,11 @@ mod tests {
             ("= 1", 1, "expected a key, found `=`"),
             ("a = nope", 1, "floats are not supported"),
             ("a = @", 1, "expected a value, found `@`"),
+            (
+                "a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+                1,
+                "arrays and tables nest deeper than 32",
+            ),
         ];
         for (text, line, message) in cases {
             assert_eq!(err(text), (*line, message.to_string()), "{text}");
