@@ -235,7 +235,7 @@ impl Group {
                     &mut stdout,
                     &mut stderr,
                     scratch,
-                    run.max_output - streamed.min(run.max_output),
+                    run.max_output.saturating_sub(streamed),
                 )?;
                 if let Some(s) = stream.as_deref_mut() {
                     s.push(&stdout)

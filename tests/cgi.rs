@@ -43,9 +43,7 @@ fn server(dir: TempDir) -> Server {
     let config = format!(
         "[[route]]\npath = \"/cgi/*\"\ncommand = [\"{script}\"]\ncgi = true\ndir = \"/srv\"\n"
     );
-    std::fs::write(dir.path("fiddler.toml"), config).unwrap();
-    let path = dir.path("fiddler.toml").to_str().unwrap().to_owned();
-    Server::start_in(dir, &["-c", &path])
+    Server::with_config_in(dir, &config, &[])
 }
 
 #[test]

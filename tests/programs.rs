@@ -369,27 +369,24 @@ fn the_circuit_breaker_opens_cools_down_and_closes() {
     assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
     assert_eq!(s.metric("fiddler_programs_started_total"), 2);
     // After the cool-down one trial runs; it fails, so the breaker opens again.
-    let start = std::time::Instant::now();
-    let trial = loop {
-        let r = s.get("/flaky");
-        if r.status != 503 || start.elapsed() > support::DEADLINE {
-            break r;
+    // The first answer that is not the breaker's 503.
+    let past_the_breaker = || {
+        let start = std::time::Instant::now();
+        loop {
+            let r = s.get("/flaky");
+            if r.status != 503 || start.elapsed() > support::DEADLINE {
+                return r;
+            }
+            // Between two looks: the cool-down is a time, with nothing to wait on.
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        // Between two looks: the cool-down is a time, with nothing to wait on.
-        std::thread::sleep(std::time::Duration::from_millis(20));
     };
+    let trial = past_the_breaker();
     assert_eq!(trial.status, 502);
     assert_eq!(s.get("/flaky").status, 503);
     // Healthy again: the next trial succeeds and closes it.
     std::fs::write(dir.path("healthy"), "").unwrap();
-    let trial = loop {
-        let r = s.get("/flaky");
-        if r.status != 503 || start.elapsed() > support::DEADLINE {
-            break r;
-        }
-        // Between two looks: the cool-down is a time, with nothing to wait on.
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let trial = past_the_breaker();
     assert_eq!((trial.status, trial.text().as_str()), (200, "up\n"));
     assert_eq!(s.metric(open), 0);
     assert_eq!(s.get("/flaky").status, 200);

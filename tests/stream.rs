@@ -15,7 +15,7 @@ use support::{Control, Server, TempDir, read_all};
 
 /// A program that writes "first", waits for the test, writes "second", and
 /// exits with the code in its first argument.
-fn streaming_server(extra: &str) -> (Server, Control) {
+fn streaming_server() -> (Server, Control) {
     let dir = TempDir::new();
     let control = Control::new(&dir.0);
     let script = dir.script(
@@ -32,12 +32,10 @@ sys.exit(int(sys.argv[1]))
         ),
     );
     let config = format!(
-        "[[route]]\npath = \"/ok\"\ncommand = [\"{script}\", \"0\"]\nstream = true\n{extra}\n\
+        "[[route]]\npath = \"/ok\"\ncommand = [\"{script}\", \"0\"]\nstream = true\n\
          [[route]]\npath = \"/fails\"\ncommand = [\"{script}\", \"3\"]\nstream = true\n"
     );
-    std::fs::write(dir.path("f.toml"), config).unwrap();
-    let path = dir.path("f.toml").to_str().unwrap().to_owned();
-    (Server::start_in(dir, &["-c", &path]), control)
+    (Server::with_config_in(dir, &config, &[]), control)
 }
 
 /// Reads until `want` has arrived (the stream is still open).
@@ -57,7 +55,7 @@ fn read_until(c: &mut std::net::TcpStream, got: &mut Vec<u8>, want: &[u8]) {
 
 #[test]
 fn output_arrives_as_it_is_written() {
-    let (s, control) = streaming_server("");
+    let (s, control) = streaming_server();
     let mut c = s.connect();
     c.write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let held = control.wait_started();
@@ -93,7 +91,7 @@ fn output_arrives_as_it_is_written() {
 
 #[test]
 fn a_failing_stream_is_cut_short_and_a_leaving_client_stops_it() {
-    let (s, control) = streaming_server("");
+    let (s, control) = streaming_server();
     let mut c = s.connect();
     c.write_all(b"GET /fails HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
@@ -117,7 +115,7 @@ fn a_failing_stream_is_cut_short_and_a_leaving_client_stops_it() {
 
 #[test]
 fn http_1_0_and_head_get_a_whole_answer() {
-    let (s, control) = streaming_server("");
+    let (s, control) = streaming_server();
     let mut c = s.connect();
     c.write_all(b"GET /ok HTTP/1.0\r\n\r\n").unwrap();
     control.wait_started().release();

@@ -97,7 +97,11 @@ impl Server {
 
     /// Like `start`, with a config file holding `toml` (passed with -c).
     pub fn with_config(toml: &str, args: &[&str]) -> Server {
-        let dir = TempDir::new();
+        Server::with_config_in(TempDir::new(), toml, args)
+    }
+
+    /// Like `with_config`, in a directory the test already holds files in.
+    pub fn with_config_in(dir: TempDir, toml: &str, args: &[&str]) -> Server {
         let path = dir.path("fiddler.toml");
         std::fs::write(&path, toml).unwrap();
         let mut all = vec!["-c", path.to_str().unwrap()];
