@@ -32,6 +32,14 @@ pub enum OnFull {
     Backlog,
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 pub struct Config {
     pub listen: SocketAddr,
     pub admin: Option<SocketAddr>,
@@ -43,13 +51,18 @@ pub struct Config {
     pub max_body: u64,
     pub answer_memory: usize,
     pub pace: Duration,
+    /// After SIGTERM: how long held requests have to finish.
+    pub drain_timeout: Duration,
     pub quiet: bool,
+    pub log_format: LogFormat,
+    /// Where the log goes (stderr if none); reopened on SIGHUP.
+    pub log_file: Option<PathBuf>,
     pub routes: Routes,
 }
 
 /// What the command line asks for.
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     Help,
     Version,
 }
@@ -107,12 +120,19 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
   --read-timeout SECS     the whole request must arrive within it       [10]
   --max-body BYTES        largest request body (413 beyond it)      [1 MiB]
   --pace MS               pause of the handler between two programs      [0]
+  --drain-timeout SECS    after SIGTERM, time to finish held requests   [30]
+  --log-file PATH         log here instead of stderr (reopened on SIGHUP)
+  --log-format text|json  one line of text, or one JSON object, per event
   --route 'METHOD PATH=COMMAND ARG…'   a route; METHOD may be ANY; a PATH
                           ending in /* is a prefix; COMMAND is split on
                           whitespace and never given to a shell
   --cgi 'METHOD PATH=PROGRAM ARG…'     the same, for a CGI/1.1 program
   --quiet                 no access log
   --version, --help
+
+Signals: SIGTERM or SIGINT drains (no new connection, held requests finish
+within drain-timeout, then exit 0), a second one exits at once; SIGHUP
+reopens the log file and reloads the routes from the config file.
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
@@ -148,7 +168,10 @@ struct Builder {
     max_body: u64,
     answer_memory: usize,
     pace: Duration,
+    drain_timeout: Duration,
     quiet: bool,
+    log_format: LogFormat,
+    log_file: Option<PathBuf>,
     routes: Vec<RouteDraft>,
 }
 
@@ -166,7 +189,10 @@ impl Default for Builder {
             max_body: MIB,
             answer_memory: 64 * MIB as usize,
             pace: Duration::ZERO,
+            drain_timeout: Duration::from_secs(30),
             quiet: false,
+            log_format: LogFormat::Text,
+            log_file: None,
             routes: Vec::new(),
         }
     }
@@ -335,7 +361,18 @@ impl Builder {
             "max_body" => self.max_body = v.bytes(origin, 0, 64 * 1024 * MIB)?,
             "answer_memory" => self.answer_memory = v.bytes(origin, MIB, 64 * 1024 * MIB)? as usize,
             "pace" => self.pace = Duration::from_millis(v.count(origin, 0, 3_600_000)?),
+            "drain_timeout" => self.drain_timeout = v.seconds(origin)?,
             "quiet" => self.quiet = v.boolean(origin)?,
+            "log_format" => {
+                self.log_format = match v.string(origin)?.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    other => {
+                        return fail(origin, format!("expected text or json, found `{other}`"));
+                    }
+                }
+            }
+            "log_file" => self.log_file = Some(PathBuf::from(v.string(origin)?)),
             _ => return fail(origin, format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -417,7 +454,10 @@ impl Builder {
             max_body: self.max_body,
             answer_memory: self.answer_memory,
             pace: self.pace,
+            drain_timeout: self.drain_timeout,
             quiet: self.quiet,
+            log_format: self.log_format,
+            log_file: self.log_file,
             routes: Routes { list, index },
         })
     }
@@ -440,7 +480,9 @@ fn path_rule(s: &str, origin: &Origin) -> Result<PathRule, ConfigError> {
     PathRule::parse(s).ok_or(()).or_else(|()| {
         fail(
             origin,
-            format!("path `{s}` must start with / and may only end in /* (a prefix)"),
+            format!(
+                "path `{s}` must start with /, be visible ASCII without \" \\ ? #, and may only end in /* (a prefix)"
+            ),
         )
     })
 }
@@ -492,6 +534,7 @@ fn new_route(
         cgi: false,
         stream: false,
         breaker: Breaker::new(0, Duration::ZERO),
+        stats: Arc::default(),
         env: Vec::new(),
         max_output: 16 * MIB as usize,
         content_type: "text/plain; charset=utf-8".into(),
@@ -625,7 +668,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "--quiet" => flags.push((name, inline.or(Some("true".into())))),
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
-            | "--cgi" => {
+            | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {
@@ -658,7 +701,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             b.set(&key, Input::Flag(value), &origin)?;
         }
     }
-    b.finish().map(Command::Run)
+    b.finish().map(|c| Command::Run(Box::new(c)))
 }
 
 #[cfg(test)]
@@ -667,7 +710,7 @@ mod tests {
 
     fn args(s: &[&str]) -> Result<Config, String> {
         match from_args(s.iter().map(OsString::from)) {
-            Ok(Command::Run(c)) => Ok(c),
+            Ok(Command::Run(c)) => Ok(*c),
             Ok(_) => Err("help or version".into()),
             Err(e) => Err(e.to_string()),
         }
@@ -754,7 +797,7 @@ mod tests {
             ),
             (
                 "[[route]]\npath = \"a\"\ncommand = [\"x\"]",
-                "f.toml:2: path `a` must start with / and may only end in /* (a prefix)",
+                "f.toml:2: path `a` must start with /, be visible ASCII without \" \\ ? #, and may only end in /* (a prefix)",
             ),
             (
                 "[[route]]\npath = \"/a\"\ncommand = []",

@@ -8,14 +8,14 @@
 //! standby (spawned in advance) takes over; see `watchdog`.
 
 use crate::cgi;
-use crate::gate::{Answer, Inbox, Redirect, ToGate};
+use crate::gate::{Answer, Entry, Inbox, Redirect, ToGate};
 use crate::http::Method;
 use crate::http::response::Response;
 use crate::log::{self, Escaped};
 use crate::program::{self, Run};
 use crate::queue::Job;
 use crate::route::Route;
-use crate::state::{Dropped, HandlerState, State};
+use crate::state::{Dropped, HandlerState, Phase, State};
 use crate::stream::Stream;
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
@@ -108,28 +108,43 @@ impl Handler {
         }
         #[cfg(debug_assertions)]
         test_hook(&job, false);
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.execute(&job))).unwrap_or_else(|_| {
-            log::event(format_args!(
-                "{} {}: the job panicked; answered 500",
-                job.id, job.route.pattern
-            ));
-            Outcome::Answer(Response::plain(500, &[], job.head.method == Method::Head))
-        });
+        let head_only = job.head.method == Method::Head;
+        let start = Instant::now();
+        let outcome = if self.state.phase() >= Phase::Expired {
+            // Shutting down and out of time: this one will not run.
+            self.state.count_drop(Dropped::Draining);
+            Outcome::Answer(Response::unavailable(1, head_only))
+        } else {
+            catch_unwind(AssertUnwindSafe(|| self.execute(&job))).unwrap_or_else(|_| {
+                log::event(format_args!(
+                    "{} {}: the job panicked; answered 500",
+                    job.id, job.route.pattern
+                ));
+                Outcome::Answer(Response::plain(500, &[], head_only))
+            })
+        };
         let Job {
             id,
             conn,
             head,
             slot,
             redirects,
+            queued,
+            route,
             ..
         } = job;
         let message = match outcome {
             Outcome::Answer(response) => ToGate::Answer(Answer {
                 conn,
                 response,
-                id,
-                method: head.method.as_str(),
-                target: head.target,
+                entry: Entry {
+                    id,
+                    method: head.method.as_str(),
+                    target: head.target,
+                    waited: Some(start.saturating_duration_since(queued)),
+                    ran: Some(start.elapsed()),
+                    stats: Some(Arc::clone(&route.stats)),
+                },
             }),
             Outcome::Redirect(location) => ToGate::Redirect(Redirect {
                 conn,
@@ -163,6 +178,7 @@ impl Handler {
             let head = Response::chunked_head(200, &content_type);
             Stream::new(&job.conn.stream, head, route.max_output)
         });
+        let started = Instant::now();
         let result = program::run(
             &Run {
                 argv: &job.argv,
@@ -175,9 +191,12 @@ impl Handler {
                     .cancel_on_disconnect
                     .then(|| job.conn.stream.as_raw_fd()),
                 sandbox: &route.sandbox,
+                group: &self.state.running_group,
             },
             stream.as_mut(),
         );
+        let failure = result.as_ref().err().and_then(program::Failure::reason);
+        route.stats.ran(started.elapsed(), failure);
         match &result {
             Ok(_) => route.breaker.record(false),
             Err(f) if f.status().is_some() => route.breaker.record(f.is_breakdown()),
@@ -207,6 +226,11 @@ impl Handler {
             Ok(out) => {
                 return Outcome::Answer(Response::new(200, &content_type, out.stdout, head_only));
             }
+            // Stopped by shutdown at the end of the drain: that is no
+            // fault of the program's, and the client should go elsewhere.
+            Err(failure) if self.state.phase() >= Phase::Expired && failure.status().is_some() => {
+                (Some(503), format!("{failure} (the drain timed out)"))
+            }
             Err(failure) => (failure.status(), failure.to_string()),
         };
         let program = route.command.first().map_or("", String::as_str);
@@ -221,6 +245,7 @@ impl Handler {
             // A streamed answer already went out as 200: it can only be cut
             // short (no last chunk), so the client sees it is incomplete.
             Some(_) if cut_short => Outcome::CutShort,
+            Some(503) => Outcome::Answer(Response::unavailable(1, head_only)),
             Some(status) => Outcome::Answer(Response::plain(status, &[], head_only)),
             None => Outcome::ClientGone,
         }

@@ -6,6 +6,8 @@
 //! nothing else, no read, no log line, no allocation. With `--on-full
 //! backlog` it holds the connection it just accepted and accepts no other
 //! until a slot is freed: the kernel's backlog holds or refuses the rest.
+//! Once shutdown begins (the signals thread shuts the socket down, which
+//! wakes `accept`), it returns.
 //! Must never: read from a socket, or spin when accept fails.
 
 use crate::config::OnFull;
@@ -27,7 +29,7 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const BACKOFF_LAST: Duration = Duration::from_secs(1);
 
 pub struct Listener {
-    pub socket: TcpListener,
+    pub socket: Arc<TcpListener>,
     pub state: Arc<State>,
     pub inbox: Inbox,
     pub on_full: OnFull,
@@ -36,11 +38,14 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Accepts forever.
+    /// Accepts until shutdown begins.
     pub fn run(&self) {
         let mut canned = Canned::default();
         let mut backoff = BACKOFF_FIRST;
         loop {
+            if self.state.stopping() {
+                return;
+            }
             let (stream, peer) = match self.socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e)
@@ -51,6 +56,7 @@ impl Listener {
                 {
                     continue;
                 }
+                Err(_) if self.state.stopping() => return,
                 Err(e) => {
                     if backoff == BACKOFF_FIRST {
                         log::event(format_args!("listener: accept failed: {e}; backing off"));
@@ -86,9 +92,10 @@ impl Listener {
         }
     }
 
-    /// Blocks until a slot is free (each freed slot sends a token).
+    /// Blocks until a slot is free (each freed slot sends a token), or
+    /// shutdown begins.
     fn wait_for_room(&self) {
-        while !self.state.has_room() {
+        while !self.state.has_room() && !self.state.stopping() {
             if self.room.recv().is_err() {
                 thread::sleep(BACKOFF_LAST);
             }
@@ -109,7 +116,7 @@ impl Canned {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if now != self.second || self.bytes.is_empty() {
-            let r = Response::plain(503, &[("Retry-After", "1")], false);
+            let r = Response::unavailable(1, false);
             self.bytes = [r.head, r.body].concat();
             self.second = now;
         }

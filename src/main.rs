@@ -9,7 +9,9 @@
 //!             or close)   parses)   batches)  at a time)    answers)
 //! ```
 //! `main` reads the config, binds the sockets and starts each part; the
-//! watchdog keeps them alive. ARCHITECTURE.md has the full picture.
+//! watchdog keeps them alive; the signals thread stops them (SIGTERM: the
+//! listener stops, `main` drains what is held, then exits).
+//! ARCHITECTURE.md has the full picture.
 
 mod admin;
 mod breaker;
@@ -20,9 +22,11 @@ mod handler;
 mod http;
 mod listener;
 mod log;
+mod metrics;
 mod program;
 mod queue;
 mod route;
+mod signals;
 mod state;
 mod stream;
 mod sys;
@@ -35,16 +39,21 @@ use gate::{Gate, Settings};
 use handler::Handler;
 use http::request::Limits;
 use listener::Listener;
+use signals::Signals;
 use state::{Part, State};
+use std::ffi::OsString;
 use std::io;
 use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
 use std::thread;
+use std::time::Duration;
 
 fn main() -> ExitCode {
-    match config::from_args(std::env::args_os().skip(1)) {
-        Ok(Command::Run(config)) => match serve(config) {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match config::from_args(args.iter().cloned()) {
+        Ok(Command::Run(config)) => match serve(*config, args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("fiddler_crab: {e}");
@@ -66,8 +75,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Config) -> io::Result<()> {
-    log::start(config.quiet);
+fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
+    let signal_pipe = signals::catch()?;
+    log::start(config.log_file.as_deref(), config.log_format, config.quiet)?;
     std::panic::set_hook(Box::new(|info| {
         let thread = thread::current();
         log::event(format_args!(
@@ -83,11 +93,11 @@ fn serve(config: Config) -> io::Result<()> {
         TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
     };
-    let socket = bind(config.listen)?;
+    let socket = Arc::new(bind(config.listen)?);
     let admin = config.admin.map(bind).transpose()?;
-    log::event(format_args!("listening on {}", socket.local_addr()?));
+    log::announce(format_args!("listening on {}", socket.local_addr()?));
     if let Some(admin) = &admin {
-        log::event(format_args!("admin on {}", admin.local_addr()?));
+        log::announce(format_args!("admin on {}", admin.local_addr()?));
     }
     log::event(format_args!(
         "queue {}, max-reading {}, {} route(s), {open_files} open files allowed",
@@ -130,16 +140,31 @@ fn serve(config: Config) -> io::Result<()> {
         });
     })?;
 
-    // The admin endpoint: /health, /ready, /metrics.
+    // The admin endpoint: /health, /ready, /metrics, /status.
+    let mut admin_reloads = None;
     if let Some(admin) = admin {
-        let admin_state = Arc::clone(&state);
-        let admin_routes = Arc::clone(&routes);
+        let (reloads, reloaded) = sync_channel(1);
+        admin_reloads = Some(reloads);
+        let (admin_state, admin_routes) = (Arc::clone(&state), Arc::clone(&routes));
         spawn("admin", move || {
-            admin::run(&admin, &admin_state, &admin_routes)
+            admin::run(&admin, &admin_state, admin_routes, &reloaded)
         })?;
     }
 
-    // The listener, on the main thread: accepts while there is room.
+    // Signals: SIGTERM/SIGINT drain, SIGHUP reloads the routes.
+    let signals = Signals {
+        pipe: signal_pipe,
+        state: Arc::clone(&state),
+        listener: Arc::clone(&socket),
+        inbox: inbox.clone(),
+        admin: admin_reloads,
+        args,
+        routes,
+    };
+    spawn("signals", move || signals.run())?;
+
+    // The listener, on the main thread: accepts while there is room, until
+    // shutdown begins; then what is held is drained.
     let listener = Listener {
         socket,
         state: Arc::clone(&state),
@@ -148,6 +173,13 @@ fn serve(config: Config) -> io::Result<()> {
         room,
     };
     watchdog::restarting(Part::Listener, &state, || listener.run());
+    signals::drain(
+        &state,
+        &listener.room,
+        &listener.inbox,
+        config.drain_timeout,
+    );
+    log::flush(Duration::from_secs(2));
     Ok(())
 }
 

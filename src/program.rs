@@ -19,6 +19,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Bytes of stderr kept (the last ones) for the log.
@@ -40,6 +41,9 @@ pub struct Run<'a> {
     /// The client's socket: if the client leaves, the program is stopped.
     pub client: Option<RawFd>,
     pub sandbox: &'a Sandbox,
+    /// Holds the program's process group while it runs (0 otherwise), so
+    /// another thread can stop it if the caller cannot.
+    pub group: &'a AtomicU32,
 }
 
 /// Where and as whom a program runs, and its resource limits.
@@ -90,7 +94,53 @@ impl fmt::Display for Failure {
     }
 }
 
+/// What broke, as /metrics counts it (`fiddler_program_failures_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Spawn = 0,
+    Exit = 1,
+    Signal = 2,
+    Timeout = 3,
+    OutputCap = 4,
+    Pipe = 5,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Spawn,
+        Reason::Exit,
+        Reason::Signal,
+        Reason::Timeout,
+        Reason::OutputCap,
+        Reason::Pipe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Spawn => "spawn",
+            Reason::Exit => "exit",
+            Reason::Signal => "signal",
+            Reason::Timeout => "timeout",
+            Reason::OutputCap => "output_cap",
+            Reason::Pipe => "pipe",
+        }
+    }
+}
+
 impl Failure {
+    /// What broke; None when nothing did (the client left).
+    pub fn reason(&self) -> Option<Reason> {
+        Some(match self {
+            Failure::Spawn(_) => Reason::Spawn,
+            Failure::Exit(..) => Reason::Exit,
+            Failure::Signal(..) => Reason::Signal,
+            Failure::Timeout(_) => Reason::Timeout,
+            Failure::OutputCap(_) => Reason::OutputCap,
+            Failure::Io(_) => Reason::Pipe,
+            Failure::ClientGone(_) => return None,
+        })
+    }
+
     /// The status to answer with; None when there is nobody to answer.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -176,7 +226,7 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
     }
     sys::prepare_child(&mut cmd, sandbox.limits);
     let child = cmd.spawn().map_err(Failure::Spawn)?;
-    let mut group = Group::new(child);
+    let mut group = Group::new(child, run.group);
     let mut scratch = vec![0u8; 64 * 1024];
     let result = group.serve(run, &mut scratch, stream);
     if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
@@ -187,8 +237,9 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
 
 /// A running program, its pipes, and the promise that its group is killed
 /// and reaped when this is dropped, whatever happened before.
-struct Group {
+struct Group<'a> {
     child: Child,
+    published: &'a AtomicU32,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
@@ -196,10 +247,12 @@ struct Group {
     status: Option<ExitStatus>,
 }
 
-impl Group {
-    fn new(mut child: Child) -> Group {
+impl<'a> Group<'a> {
+    fn new(mut child: Child, published: &'a AtomicU32) -> Group<'a> {
         let exit = sys::pidfd_open(child.id()).ok();
+        published.store(child.id(), Relaxed);
         Group {
+            published,
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
             stderr: child.stderr.take(),
@@ -405,8 +458,11 @@ impl Group {
     }
 }
 
-impl Drop for Group {
+impl Drop for Group<'_> {
     fn drop(&mut self) {
+        // Unpublished before it is reaped, so its number is never signalled
+        // once the kernel could give it to another process.
+        self.published.store(0, Relaxed);
         // The group may hold stragglers even after the leader exited (a
         // daemonised grandchild): kill them all. ESRCH means none are left.
         let pgid = self.child.id();

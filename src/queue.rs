@@ -12,7 +12,7 @@ use crate::state::State;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
@@ -36,6 +36,8 @@ pub struct Job {
     pub path_info: String,
     /// CGI local redirects that led here (a bound against loops).
     pub redirects: u8,
+    /// When it joined the queue.
+    pub queued: Instant,
     /// Freed when the job is dropped, whatever its fate.
     pub slot: Slot,
 }
@@ -94,7 +96,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Relaxed);
+        // Release: whoever sees the count fall (`State::nothing_held`) also
+        // sees what the holder did before, such as sending its answer.
+        self.0.held.fetch_sub(1, Release);
         self.0.room_freed();
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::breaker::Breaker;
 use crate::http::Method;
+use crate::metrics::RouteStats;
 use crate::program::Sandbox;
 use crate::template::{Arg, Missing};
 use std::ffi::OsString;
@@ -44,8 +45,11 @@ pub enum PathRule {
 }
 
 impl PathRule {
+    /// A path as written in the config: visible ASCII (so it needs no
+    /// escaping in a log, a label or JSON), no query, at most one `*`, last.
     pub fn parse(pattern: &str) -> Option<PathRule> {
-        if !pattern.starts_with('/') || pattern.contains(['?', '#']) {
+        let visible = |b: u8| b.is_ascii_graphic() && !b"\"\\?#".contains(&b);
+        if !pattern.starts_with('/') || !pattern.bytes().all(visible) {
             return None;
         }
         match pattern.strip_suffix("/*") {
@@ -97,6 +101,7 @@ pub struct Route {
     /// Send stdout to the client as it comes (chunked), not at the end.
     pub stream: bool,
     pub breaker: Breaker,
+    pub stats: Arc<RouteStats>,
     /// Added to the clean environment (which holds only PATH otherwise).
     pub env: Vec<(OsString, OsString)>,
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
@@ -174,6 +179,22 @@ impl Routes {
         }
     }
 
+    /// These routes, each keeping the counters of the route in `old` with
+    /// the same method and path (a reload must not reset them).
+    pub fn carry_over(mut self, old: &Routes) -> Routes {
+        for route in &mut self.list {
+            let same = old
+                .list
+                .iter()
+                .find(|o| o.method == route.method && o.pattern == route.pattern)
+                .map(|o| Arc::clone(&o.stats));
+            if let (Some(stats), Some(route)) = (same, Arc::get_mut(route)) {
+                route.stats = stats;
+            }
+        }
+        self
+    }
+
     /// The index page: one line per route.
     pub fn index_text(&self) -> String {
         let mut text = String::from("fiddler_crab routes:\n");
@@ -213,6 +234,7 @@ mod tests {
             cgi: false,
             stream: false,
             breaker: Breaker::new(0, Duration::ZERO),
+            stats: Arc::default(),
             env: vec![],
             max_output: 1,
             content_type: String::new(),
@@ -267,6 +289,9 @@ mod tests {
             _ => panic!("expected OPTIONS"),
         }
         assert!(PathRule::parse("/a*").is_none());
+        assert!(PathRule::parse("/a b").is_none());
+        assert!(PathRule::parse("/a\"").is_none());
+        assert!(PathRule::parse("/é").is_none());
         assert!(PathRule::parse("a").is_none());
         assert_eq!(PathRule::parse("/*"), Some(PathRule::Prefix(String::new())));
     }

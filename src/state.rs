@@ -4,8 +4,12 @@
 //! Must never: take a lock, allocate after start-up, or hold anything that
 //! grows with traffic.
 
+use crate::metrics::Answers;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed},
+};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
@@ -15,6 +19,19 @@ pub enum HandlerState {
     Idle = 0,
     Busy = 1,
     Failed = 2,
+}
+
+/// Where the server is in its life. It only moves forward (`fetch_max`), so
+/// the signals thread, the gate and `main` cannot undo each other's step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    Serving = 0,
+    /// SIGTERM: no new connection; the held requests are being finished.
+    Draining = 1,
+    /// `drain_timeout` passed: what is still held is answered 503.
+    Expired = 2,
+    /// Nothing held, read or written any more: `main` may exit.
+    Drained = 3,
 }
 
 /// Why a connection was dropped without an answer.
@@ -28,14 +45,17 @@ pub enum Dropped {
     ClientGone = 2,
     /// An answer the client did not read in time, or that needed room for a newer one.
     AnswerAbandoned = 3,
+    /// Turned away (503, or closed unfinished) because the server is stopping.
+    Draining = 4,
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 4] = [
+    pub const ALL: [Dropped; 5] = [
         Dropped::QueueFull,
         Dropped::Evicted,
         Dropped::ClientGone,
         Dropped::AnswerAbandoned,
+        Dropped::Draining,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +64,7 @@ impl Dropped {
             Dropped::Evicted => "evicted",
             Dropped::ClientGone => "client_gone",
             Dropped::AnswerAbandoned => "answer_abandoned",
+            Dropped::Draining => "draining",
         }
     }
 }
@@ -68,11 +89,6 @@ impl Part {
     }
 }
 
-/// The status codes the server can answer with, in /metrics order.
-pub const STATUSES: [u16; 16] = [
-    200, 204, 400, 404, 405, 408, 413, 414, 417, 431, 500, 501, 502, 503, 504, 505,
-];
-
 pub struct State {
     /// Most complete requests held (waiting or running): `queue`.
     pub capacity: usize,
@@ -81,6 +97,10 @@ pub struct State {
     /// A token per freed slot, for a listener that waits for room (`--on-full backlog`).
     room: SyncSender<()>,
     handler: AtomicU8,
+    phase: AtomicU8,
+    /// The process group of the running program (0: none), for the
+    /// watchdog and for shutdown to stop it from outside the handler.
+    pub running_group: AtomicU32,
     pub started: Instant,
     restarts: [AtomicU64; Part::ALL.len()],
     pub programs_started: AtomicU64,
@@ -88,8 +108,8 @@ pub struct State {
     /// Connections the gate is reading a request from / writing an answer to.
     pub reading: AtomicUsize,
     pub writing: AtomicUsize,
-    answered: [AtomicU64; STATUSES.len()],
-    answered_other: AtomicU64,
+    /// Answers to requests that matched no route (404, 400, …).
+    pub unrouted: Answers,
     dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
@@ -102,14 +122,15 @@ impl State {
             held: AtomicUsize::new(0),
             room,
             handler: AtomicU8::new(HandlerState::Failed as u8),
+            phase: AtomicU8::new(Phase::Serving as u8),
+            running_group: AtomicU32::new(0),
             started: Instant::now(),
             restarts: Default::default(),
             programs_started: AtomicU64::new(0),
             request_ids: AtomicU64::new(0),
             reading: AtomicUsize::new(0),
             writing: AtomicUsize::new(0),
-            answered: Default::default(),
-            answered_other: AtomicU64::new(0),
+            unrouted: Answers::default(),
             dropped: Default::default(),
         };
         (Arc::new(state), room_rx)
@@ -125,6 +146,12 @@ impl State {
         self.held.load(Relaxed)
     }
 
+    /// True if no request is held; everything their holders did before
+    /// letting go (sending the answer to the gate) has happened.
+    pub fn nothing_held(&self) -> bool {
+        self.held.load(Acquire) == 0
+    }
+
     /// True while one more complete request may be held: the listener's one check.
     pub fn has_room(&self) -> bool {
         self.held() < self.capacity
@@ -135,6 +162,25 @@ impl State {
         match self.room.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
         }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Relaxed) {
+            0 => Phase::Serving,
+            1 => Phase::Draining,
+            2 => Phase::Expired,
+            _ => Phase::Drained,
+        }
+    }
+
+    /// Moves the phase forward to `to` (never back); true if this call moved it.
+    pub fn advance(&self, to: Phase) -> bool {
+        self.phase.fetch_max(to as u8, Relaxed) < to as u8
+    }
+
+    /// True once shutdown has begun: no new work is taken.
+    pub fn stopping(&self) -> bool {
+        self.phase() >= Phase::Draining
     }
 
     pub fn handler_state(&self) -> HandlerState {
@@ -160,27 +206,6 @@ impl State {
         self.restarts
             .get(part as usize)
             .map_or(0, |n| n.load(Relaxed))
-    }
-
-    pub fn count_answer(&self, status: u16) {
-        STATUSES
-            .iter()
-            .position(|&s| s == status)
-            .and_then(|i| self.answered.get(i))
-            .unwrap_or(&self.answered_other)
-            .fetch_add(1, Relaxed);
-    }
-
-    /// Answers with a status outside `STATUSES`.
-    pub fn answered_other(&self) -> u64 {
-        self.answered_other.load(Relaxed)
-    }
-
-    pub fn answered(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        STATUSES
-            .iter()
-            .zip(&self.answered)
-            .map(|(&s, n)| (s, n.load(Relaxed)))
     }
 
     pub fn count_drop(&self, why: Dropped) {

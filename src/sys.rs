@@ -1,16 +1,20 @@
 //! The few system calls std lacks, and the only `unsafe` in the crate.
 //!
 //! Owns: `poll(2)`, `kill(2)` of a whole process group, `pidfd_open(2)`,
-//! `fcntl(2)` to make a pipe non-blocking, raising `RLIMIT_NOFILE`, and
-//! adopting and reaping the orphans of programs (`prctl`, `waitpid`).
-//! Must never: hold state, allocate, or expose a raw pointer. Every function
+//! `fcntl(2)` to make a pipe non-blocking, raising `RLIMIT_NOFILE`,
+//! adopting and reaping the orphans of programs (`prctl`, `waitpid`),
+//! `signal(2)` with a handler that only writes the signal's number to a pipe,
+//! and `shutdown(2)` of a listening socket.
+//! Must never: hold state (but the signal pipe's descriptor, which the
+//! handler needs), allocate, or expose a raw pointer. Every function
 //! here is safe to call and returns `io::Result`; layouts are those of Linux
 //! on x86_64 and aarch64 (glibc and musl agree on them).
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, PipeReader};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::time::Duration;
 
 mod ffi {
@@ -39,6 +43,11 @@ mod ffi {
         pub fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
         pub fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
         pub fn setpriority(which: c_int, who: c_int, prio: c_int) -> c_int;
+        /// Returns the previous handler, or `SIG_ERR` (all bits set).
+        pub fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
+        pub fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
+        pub fn shutdown(fd: c_int, how: c_int) -> c_int;
+        pub fn __errno_location() -> *mut c_int;
     }
 }
 
@@ -48,6 +57,8 @@ pub const POLLOUT: i16 = 0x004;
 /// Peer closed its end (or shut down writing): used to see a client leave.
 pub const POLLRDHUP: i16 = 0x2000;
 
+pub const SIGHUP: i32 = 1;
+pub const SIGINT: i32 = 2;
 pub const SIGKILL: i32 = 9;
 pub const SIGTERM: i32 = 15;
 pub const SIGXCPU: i32 = 24;
@@ -63,6 +74,8 @@ const PRIO_PROCESS: i32 = 0;
 const PR_SET_PDEATHSIG: i32 = 1;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
 const WNOHANG: i32 = 1;
+const SHUT_RDWR: i32 = 2;
+const SIG_ERR: usize = usize::MAX;
 /// `pidfd_open` has the same number on every Linux architecture (the unified table).
 const SYS_PIDFD_OPEN: i64 = 434;
 
@@ -284,4 +297,54 @@ pub fn prepare_child(cmd: &mut Command, limits: ChildLimits) {
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// The write end of the signal pipe, for `on_signal` (-1 until set).
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// The signal handler: writes the signal's number, one byte, to the pipe.
+/// Nothing else: write(2) is async-signal-safe, and errno is kept as it was.
+extern "C" fn on_signal(sig: i32) {
+    let fd = SIGNAL_PIPE.load(Relaxed);
+    if fd < 0 {
+        return;
+    }
+    let byte = u8::try_from(sig).unwrap_or(0);
+    // SAFETY: `__errno_location` returns this thread's errno, valid for the
+    // thread's life; `byte` lives across the one-byte write; a full pipe
+    // (non-blocking) fails the write harmlessly.
+    unsafe {
+        let errno = ffi::__errno_location();
+        let saved = *errno;
+        ffi::write(fd, &byte, 1);
+        *errno = saved;
+    }
+}
+
+/// Makes each of `signals` write its number to a pipe instead of its default
+/// action, and returns the pipe's read end: a thread reads one byte per
+/// signal. Call once; the write end stays open for the life of the process.
+pub fn forward_signals(signals: &[i32]) -> io::Result<PipeReader> {
+    let (reader, writer) = std::io::pipe()?;
+    set_nonblocking(&writer)?;
+    SIGNAL_PIPE.store(writer.into_raw_fd(), Relaxed);
+    for &sig in signals {
+        // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only calls
+        // async-signal-safe functions; the glibc and musl `signal` give it
+        // BSD semantics (stays installed, interrupted calls restart).
+        if unsafe { ffi::signal(sig, on_signal) } == SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(reader)
+}
+
+/// Shuts a listening socket down: a thread blocked in `accept` on it wakes
+/// with an error, and the kernel refuses new connections to it.
+pub fn shutdown(socket: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes a descriptor (kept open by the borrow) and a flag.
+    if unsafe { ffi::shutdown(socket.as_raw_fd(), SHUT_RDWR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -107,9 +107,9 @@ fn access_log_and_quiet() {
     let s = Server::start(&["--route", "POST /echo=cat"]);
     assert_eq!(s.post("/echo?q=1", b"abc").status, 200);
     let line = s.wait_log(|l| l.contains(" POST /echo?q=1 "));
-    // time, id, peer, method, target, status, bytes, ms
+    // time, id, peer, method, target, status, bytes, ms, queue wait, run time
     let fields: Vec<&str> = line.split(' ').collect();
-    assert_eq!(fields.len(), 8, "{line}");
+    assert_eq!(fields.len(), 10, "{line}");
     assert!(
         fields[0].ends_with('Z') && fields[0].contains('T'),
         "{line}"
@@ -117,6 +117,14 @@ fn access_log_and_quiet() {
     assert!(fields[2].starts_with("127.0.0.1:"), "{line}");
     assert_eq!(&fields[3..6], ["POST", "/echo?q=1", "200"]);
     assert!(fields[7].ends_with("ms"), "{line}");
+    assert!(
+        fields[8].starts_with("wait=") && fields[8].ends_with("ms"),
+        "{line}"
+    );
+    assert!(
+        fields[9].starts_with("run=") && fields[9].ends_with("ms"),
+        "{line}"
+    );
     let quiet = Server::start(&[
         "--route",
         "POST /echo=cat",

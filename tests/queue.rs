@@ -13,35 +13,10 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
-use support::{Control, Held, Server, TempDir, heavy, overlapped, read_all, read_reply, starts};
+use support::{Server, busy, heavy, overlapped, read_all, read_reply, starts};
 
-fn held_server(dir: TempDir, control: &Control, args: &[&str]) -> Server {
-    let program = control.program(&dir);
-    let route = format!("POST /held={program}");
-    let mut all = vec!["--route", &route, "--route", "GET /ok=echo ok"];
-    all.extend_from_slice(args);
-    Server::start_in(dir, &all)
-}
-
-/// A server whose first request (with `body`) runs and is held: the server,
-/// its control, that request's client, and the held program.
-fn busy(args: &[&str], body: &str) -> (Server, Control, TcpStream, Held) {
-    let dir = TempDir::new();
-    let control = Control::new(&dir.0);
-    let s = held_server(dir, &control, args);
-    let client = send(&s, body);
-    let held = control.wait_started();
-    (s, control, client, held)
-}
-
-fn send(s: &Server, body: &str) -> std::net::TcpStream {
-    let mut c = s.connect();
-    let req = format!(
-        "POST /held HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    c.write_all(req.as_bytes()).unwrap();
-    c
+fn send(s: &Server, body: &str) -> TcpStream {
+    s.send_post("/held", body)
 }
 
 #[test]

@@ -16,9 +16,10 @@ use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
 use crate::http::{Method, RequestError, Status};
 use crate::log::{self, Escaped};
+use crate::metrics::RouteStats;
 use crate::queue::{Batch, Conn, Job, Queue, Slot};
 use crate::route::{Match, Routes};
-use crate::state::{Dropped, State};
+use crate::state::{Dropped, Phase, State};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd};
 use crate::template;
 use reader::{Reader, Request, Step};
@@ -42,6 +43,8 @@ pub enum ToGate {
     Redirect(Redirect),
     /// From the handler: it is idle; send the next batch through this.
     Idle(SyncSender<Batch>),
+    /// From the signals thread (SIGHUP): the routes to use from now on.
+    Routes(Arc<Routes>),
 }
 
 /// A CGI program's local redirect (RFC 3875 §6.2.2).
@@ -62,9 +65,33 @@ const MAX_REDIRECTS: u8 = 4;
 pub struct Answer {
     pub conn: Conn,
     pub response: Response,
+    pub entry: Entry,
+}
+
+/// What the access log says of an answer, besides its status and size.
+pub struct Entry {
     pub id: u64,
     pub method: &'static str,
     pub target: String,
+    /// For a program's answer: time in the queue, and its run time.
+    pub waited: Option<Duration>,
+    pub ran: Option<Duration>,
+    /// Where the answer is counted: its route's, or none.
+    pub stats: Option<Arc<RouteStats>>,
+}
+
+impl Entry {
+    /// The entry of an answer the gate gives itself.
+    fn own(id: u64, method: &'static str, target: &str) -> Entry {
+        Entry {
+            id,
+            method,
+            target: target.to_owned(),
+            waited: None,
+            ran: None,
+            stats: None,
+        }
+    }
 }
 
 /// The sending side of the gate's mailbox: a bounded channel plus a wake-up
@@ -94,7 +121,8 @@ impl Inbox {
         sent
     }
 
-    fn wake(&self) {
+    /// Wakes the gate so it looks at the state again.
+    pub fn wake(&self) {
         // A full wake socket already holds a wake-up: WouldBlock is fine.
         let _ = (&*self.wake).write(&[1]);
     }
@@ -162,6 +190,9 @@ impl Gate {
             let now = Instant::now();
             self.expire_readers(now);
             self.queue.hand_off();
+            if self.state.stopping() {
+                self.check_drained(mailbox);
+            }
             self.state.reading.store(self.readers.len(), Relaxed);
             self.state.writing.store(self.writers.len(), Relaxed);
             self.fds.clear();
@@ -206,16 +237,35 @@ impl Gate {
         }
     }
 
+    /// While stopping: once the drain has expired, requests still arriving
+    /// are given up; once nothing is held, read or written, the server is
+    /// drained and `main` is told (a room token wakes it).
+    fn check_drained(&mut self, mailbox: &Mailbox) {
+        if self.state.phase() >= Phase::Expired {
+            for _ in self.readers.drain(..) {
+                self.state.count_drop(Dropped::Draining);
+            }
+        }
+        if !self.state.nothing_held() {
+            return;
+        }
+        // The last answers were sent before their slots were freed.
+        self.read_mailbox(mailbox);
+        if self.readers.is_empty() && self.writers.is_empty() && self.state.nothing_held() {
+            self.state.advance(Phase::Drained);
+            self.state.room_freed();
+        }
+    }
+
     fn read_mailbox(&mut self, mailbox: &Mailbox) {
         while (&mailbox.wake).read(&mut self.scratch).is_ok_and(|n| n > 0) {}
         loop {
             match mailbox.rx.try_recv() {
                 Ok(ToGate::Accepted(conn)) => self.accept(conn),
-                Ok(ToGate::Answer(a)) => {
-                    self.send(a.conn, a.response, false, a.id, a.method, &a.target);
-                }
+                Ok(ToGate::Answer(a)) => self.send(a.conn, a.response, false, &a.entry),
                 Ok(ToGate::Redirect(r)) => self.redirect(r),
                 Ok(ToGate::Idle(tx)) => self.queue.handler_idle(tx),
+                Ok(ToGate::Routes(routes)) => self.routes = routes,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
@@ -280,12 +330,11 @@ impl Gate {
 
     fn refuse(&mut self, r: Reader, e: RequestError) {
         let id = self.new_id();
-        let (method, target) = r.head().map_or(("-", String::from("-")), |h| {
-            (h.method.as_str(), h.target.clone())
+        let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
+            Entry::own(id, h.method.as_str(), &h.target)
         });
-        let head_only = method == "HEAD";
-        let response = Response::plain(e.status(), &[], head_only);
-        self.send(r.conn, response, true, id, method, &target);
+        let response = Response::plain(e.status(), &[], entry.method == "HEAD");
+        self.send(r.conn, response, true, &entry);
     }
 
     /// Serves a local redirect as a GET of its location, with the headers of
@@ -318,14 +367,8 @@ impl Gate {
                     Escaped(r.location.as_bytes())
                 ));
                 let response = Response::plain(502, &[], r.head.method == Method::Head);
-                self.send(
-                    r.conn,
-                    response,
-                    false,
-                    id,
-                    r.head.method.as_str(),
-                    &r.head.target,
-                );
+                let entry = Entry::own(id, r.head.method.as_str(), &r.head.target);
+                self.send(r.conn, response, false, &entry);
                 return;
             }
         };
@@ -341,15 +384,23 @@ impl Gate {
         let id = self.new_id();
         let Request { head, body } = request;
         let head_only = head.method == Method::Head;
-        let response = match self.routes.find(head.method, &head.path) {
+        let found = self.routes.find(head.method, &head.path);
+        let stats = match &found {
+            Match::Run { route, .. } => Some(Arc::clone(&route.stats)),
+            _ => None,
+        };
+        let response = match found {
+            // Stopping: a load balancer should take this one elsewhere.
+            Match::Run { .. } if self.state.stopping() => {
+                self.state.count_drop(Dropped::Draining);
+                Response::unavailable(1, head_only)
+            }
             Match::Run {
                 route,
                 script_name,
                 path_info,
             } => match route.breaker.admit() {
-                Admit::No(secs) => {
-                    Response::plain(503, &[("Retry-After", &secs.to_string())], head_only)
-                }
+                Admit::No(secs) => Response::unavailable(secs, head_only),
                 Admit::Yes => match template::fill(
                     &route.args,
                     &head,
@@ -373,13 +424,14 @@ impl Gate {
                                 conn,
                                 head,
                                 body,
+                                queued: Instant::now(),
                                 slot,
                             };
                             self.queue.push(job);
                             self.queue.hand_off();
                             return;
                         }
-                        None => Response::plain(503, &[("Retry-After", "1")], head_only),
+                        None => Response::unavailable(1, head_only),
                     },
                 },
             },
@@ -393,36 +445,30 @@ impl Gate {
             Match::NotAllowed(allow) => Response::plain(405, &[("Allow", &allow)], head_only),
             Match::Options(allow) => Response::new(200, &[("Allow", &allow)], Vec::new(), false),
         };
-        self.send(
-            conn,
-            response,
-            false,
-            id,
-            head.method.as_str(),
-            &head.target,
-        );
+        let entry = Entry {
+            stats,
+            ..Entry::own(id, head.method.as_str(), &head.target)
+        };
+        self.send(conn, response, false, &entry);
     }
 
     /// Logs the answer and starts writing it.
-    fn send(
-        &mut self,
-        conn: Conn,
-        response: Response,
-        linger: bool,
-        id: u64,
-        method: &str,
-        target: &str,
-    ) {
-        let ms = conn.accepted.elapsed().as_millis();
-        self.state.count_answer(response.status);
-        let target = target.as_bytes();
-        log::access(format_args!(
-            "{id} {} {method} {} {} {} {ms}ms",
-            conn.peer,
-            Escaped(target.get(..256).unwrap_or(target)),
-            response.status,
-            response.len(),
-        ));
+    fn send(&mut self, conn: Conn, response: Response, linger: bool, entry: &Entry) {
+        match &entry.stats {
+            Some(stats) => stats.answers.count(response.status),
+            None => self.state.unrouted.count(response.status),
+        }
+        log::access(&log::Access {
+            id: entry.id,
+            peer: conn.peer,
+            method: entry.method,
+            target: entry.target.as_bytes(),
+            status: response.status,
+            bytes: response.len(),
+            total: conn.accepted.elapsed(),
+            waited: entry.waited,
+            ran: entry.ran,
+        });
         let deadline = Instant::now() + self.settings.write_timeout;
         let closed = self.writers.add(
             Writer::new(conn, response, linger, deadline),

@@ -159,6 +159,10 @@ impl Writers {
         self.list.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Serves the writers whose sockets are ready (`ready[i]` for the i-th) and
     /// closes those past their deadline. Returns how many answers were abandoned
     /// unfinished (deadline passed before the client read them).

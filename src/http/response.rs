@@ -70,6 +70,12 @@ impl Response {
         Response::new(status, &all, body, head_only)
     }
 
+    /// 503: busy or stopping, come back in `retry_after` seconds.
+    pub fn unavailable(retry_after: u64, head_only: bool) -> Response {
+        let secs = retry_after.to_string();
+        Response::plain(503, &[("Retry-After", &secs)], head_only)
+    }
+
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
         self.head.len() + self.body.len()

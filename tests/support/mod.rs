@@ -208,6 +208,17 @@ impl Server {
         self.raw(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
     }
 
+    /// Sends a POST of `body` on a new connection and returns it, unread.
+    pub fn send_post(&self, path: &str, body: &str) -> TcpStream {
+        let mut c = self.connect();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        c
+    }
+
     pub fn post(&self, path: &str, body: &[u8]) -> Reply {
         let mut req = format!(
             "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
@@ -218,22 +229,32 @@ impl Server {
         self.raw(&req)
     }
 
-    /// The value of one /metrics sample, e.g. `fiddler_queue_depth` or
-    /// `fiddler_dropped_total{reason="queue_full"}`.
-    pub fn metric(&self, sample: &str) -> u64 {
+    /// A GET of `path` on the admin endpoint.
+    pub fn admin_get(&self, path: &str) -> Reply {
         let admin = self.admin.expect("admin endpoint");
         let mut s = TcpStream::connect(admin).unwrap();
         s.set_read_timeout(Some(DEADLINE)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
             .unwrap();
-        let reply = read_reply(&mut s);
+        read_reply(&mut s)
+    }
+
+    /// The value of one /metrics sample, e.g. `fiddler_queue_depth` or
+    /// `fiddler_dropped_total{reason="queue_full"}`; None if it is not shown
+    /// (counters by route and status appear once they are not zero).
+    pub fn sample(&self, sample: &str) -> Option<u64> {
+        let reply = self.admin_get("/metrics");
         assert_eq!(reply.status, 200);
         let text = String::from_utf8(reply.body).unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(sample).and_then(|v| v.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("no sample {sample} in {text}"))
-            .parse()
-            .unwrap()
+            .map(|v| v.parse().unwrap())
+    }
+
+    /// The value of one /metrics sample, which must be shown.
+    pub fn metric(&self, sample: &str) -> u64 {
+        self.sample(sample)
+            .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
     }
 
     /// Waits until `/metrics` shows `sample` satisfying `pred`.
@@ -259,6 +280,21 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends the server a signal by name (`TERM`, `INT`, `HUP`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the server to exit (its stderr closes) and returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        self.wait_log(|l| l == "<exit>");
+        self.child.wait().unwrap().code()
+    }
+
     /// Kills the server outright (SIGKILL), as a crash or the OOM killer would.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
@@ -273,11 +309,12 @@ impl Drop for Server {
     }
 }
 
+/// The word after `marker` in a log line, text or JSON.
 fn after(line: &str, marker: &str) -> String {
     line.split(marker)
         .nth(1)
         .unwrap()
-        .split_whitespace()
+        .split(|c: char| c.is_whitespace() || c == '"')
         .next()
         .unwrap()
         .to_owned()
@@ -456,4 +493,25 @@ pub fn starts(dir: &TempDir) -> usize {
 /// True if two held programs ever ran at once.
 pub fn overlapped(dir: &TempDir) -> bool {
     dir.path("overlap").exists()
+}
+
+/// A server with a held route (`POST /held`, a `Control::program`) and
+/// `GET /ok`, plus `args`.
+pub fn held_server(dir: TempDir, control: &Control, args: &[&str]) -> Server {
+    let program = control.program(&dir);
+    let route = format!("POST /held={program}");
+    let mut all = vec!["--route", &route, "--route", "GET /ok=echo ok"];
+    all.extend_from_slice(args);
+    Server::start_in(dir, &all)
+}
+
+/// A server whose first request (with `body`) runs and is held: the server,
+/// its control, that request's client, and the held program.
+pub fn busy(args: &[&str], body: &str) -> (Server, Control, TcpStream, Held) {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let s = held_server(dir, &control, args);
+    let client = s.send_post("/held", body);
+    let held = control.wait_started();
+    (s, control, client, held)
 }

@@ -1,0 +1,359 @@
+//! What the server counts, and the two ways it is shown: /metrics
+//! (Prometheus text format 0.0.4) and /status (JSON).
+//!
+//! Owns: the counters kept per route (`RouteStats`: answers by status, the
+//! program-time histogram, failures by reason) and per server for answers
+//! that had no route (`Answers`), and the rendering.
+//! Must never: take a lock or allocate when counting (fixed arrays of
+//! atomics; unknown statuses share one counter), or grow with traffic.
+
+use crate::log;
+use crate::program::Reason;
+use crate::route::{Route, Routes};
+use crate::state::{Dropped, HandlerState, Part, Phase, State};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// The statuses counted one by one, in /metrics order; others share `other`.
+const STATUSES: [u16; 27] = [
+    200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 413, 414, 417,
+    429, 431, 500, 501, 502, 503, 504, 505,
+];
+
+/// Answers sent, by status.
+#[derive(Default)]
+pub struct Answers {
+    by_status: [AtomicU64; STATUSES.len()],
+    other: AtomicU64,
+}
+
+impl Answers {
+    pub fn count(&self, status: u16) {
+        STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .and_then(|i| self.by_status.get(i))
+            .unwrap_or(&self.other)
+            .fetch_add(1, Relaxed);
+    }
+
+    /// (status, count) for each status answered at least once; "other" last.
+    fn seen(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        STATUSES
+            .iter()
+            .zip(&self.by_status)
+            .map(|(s, n)| (s.to_string(), n.load(Relaxed)))
+            .chain([("other".to_owned(), self.other.load(Relaxed))])
+            .filter(|&(_, n)| n > 0)
+    }
+
+    fn total(&self) -> u64 {
+        self.by_status
+            .iter()
+            .chain([&self.other])
+            .map(|n| n.load(Relaxed))
+            .sum()
+    }
+}
+
+/// Upper bounds of the program-time buckets, in seconds (the last bucket, +Inf, is implied).
+const BUCKETS: [f64; 13] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// A histogram of program run times with fixed buckets.
+#[derive(Default)]
+struct Histogram {
+    /// Runs per bucket (not cumulative); the last is +Inf.
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        if let Some(n) = self.counts.get(i) {
+            n.fetch_add(1, Relaxed);
+        }
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Relaxed);
+    }
+}
+
+/// What one route has done. Carried over when SIGHUP reloads a route with
+/// the same method and path, so its counters never go back.
+#[derive(Default)]
+pub struct RouteStats {
+    pub answers: Answers,
+    seconds: Histogram,
+    failures: [AtomicU64; Reason::ALL.len()],
+}
+
+impl RouteStats {
+    /// One run of the route's program: how long, and what broke if anything.
+    pub fn ran(&self, took: Duration, failure: Option<Reason>) {
+        self.seconds.observe(took);
+        if let Some(n) = failure.and_then(|r| self.failures.get(r as usize)) {
+            n.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("RouteStats")
+    }
+}
+
+/// The label that names a route: `POST /echo`.
+fn label(r: &Route) -> String {
+    // Paths are visible ASCII without `"` or `\` (`PathRule::parse`).
+    format!("{} {}", r.method.as_str(), r.pattern)
+}
+
+/// The handler's state as a name.
+fn handler_state(s: &State) -> &'static str {
+    match s.handler_state() {
+        HandlerState::Idle => "idle",
+        HandlerState::Busy => "busy",
+        HandlerState::Failed => "failed",
+    }
+}
+
+/// True while a load balancer should send work here.
+pub fn ready(s: &State) -> bool {
+    s.has_room() && !s.stopping()
+}
+
+/// /metrics: every counter and gauge, in Prometheus text format 0.0.4.
+pub fn prometheus(s: &State, routes: &Routes) -> String {
+    let mut m = String::with_capacity(4096);
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = write!(m, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    };
+    family(
+        "fiddler_queue_depth",
+        "gauge",
+        "Requests held: waiting or running.",
+    );
+    family(
+        "fiddler_queue_capacity",
+        "gauge",
+        "Most requests held (--queue).",
+    );
+    family(
+        "fiddler_connections",
+        "gauge",
+        "Connections the gate is reading or writing.",
+    );
+    family(
+        "fiddler_handler_state",
+        "gauge",
+        "The handler's state, one-hot.",
+    );
+    family(
+        "fiddler_handler_restarts_total",
+        "counter",
+        "Handler threads replaced.",
+    );
+    family(
+        "fiddler_restarts_total",
+        "counter",
+        "Restarts of each part.",
+    );
+    family(
+        "fiddler_requests_total",
+        "counter",
+        "Answers sent, by route (- for none) and status.",
+    );
+    family(
+        "fiddler_dropped_total",
+        "counter",
+        "Connections dropped or turned away, by reason.",
+    );
+    family(
+        "fiddler_programs_started_total",
+        "counter",
+        "Programs started.",
+    );
+    family(
+        "fiddler_program_seconds",
+        "histogram",
+        "Run time of programs, by route.",
+    );
+    family(
+        "fiddler_program_failures_total",
+        "counter",
+        "Program runs that failed, by route and reason.",
+    );
+    family(
+        "fiddler_route_breaker_open",
+        "gauge",
+        "1 while a route's circuit breaker is open.",
+    );
+    family(
+        "fiddler_draining",
+        "gauge",
+        "1 once a SIGTERM or SIGINT began the drain.",
+    );
+    family(
+        "fiddler_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped (writer behind).",
+    );
+    family("fiddler_uptime_seconds", "gauge", "Seconds since start.");
+    family("fiddler_build_info", "gauge", "Version.");
+    let mut line = |args: std::fmt::Arguments| {
+        let _ = m.write_fmt(args);
+        m.push('\n');
+    };
+    line(format_args!("fiddler_queue_depth {}", s.held()));
+    line(format_args!("fiddler_queue_capacity {}", s.capacity));
+    for (state, n) in [("reading", &s.reading), ("writing", &s.writing)] {
+        line(format_args!(
+            "fiddler_connections{{state=\"{state}\"}} {}",
+            n.load(Relaxed)
+        ));
+    }
+    let now = handler_state(s);
+    for name in ["idle", "busy", "failed"] {
+        line(format_args!(
+            "fiddler_handler_state{{state=\"{name}\"}} {}",
+            u8::from(now == name)
+        ));
+    }
+    line(format_args!(
+        "fiddler_handler_restarts_total {}",
+        s.restarts(Part::Handler)
+    ));
+    for part in Part::ALL {
+        line(format_args!(
+            "fiddler_restarts_total{{part=\"{}\"}} {}",
+            part.name(),
+            s.restarts(part)
+        ));
+    }
+    for (status, n) in s.unrouted.seen() {
+        line(format_args!(
+            "fiddler_requests_total{{route=\"-\",status=\"{status}\"}} {n}"
+        ));
+    }
+    for r in &routes.list {
+        let route = label(r);
+        for (status, n) in r.stats.answers.seen() {
+            line(format_args!(
+                "fiddler_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            ));
+        }
+    }
+    for why in Dropped::ALL {
+        line(format_args!(
+            "fiddler_dropped_total{{reason=\"{}\"}} {}",
+            why.name(),
+            s.dropped(why)
+        ));
+    }
+    line(format_args!(
+        "fiddler_programs_started_total {}",
+        s.programs_started.load(Relaxed)
+    ));
+    for r in &routes.list {
+        let route = label(r);
+        let h = &r.stats.seconds;
+        let mut cumulative = 0;
+        let bounds = BUCKETS.iter().map(f64::to_string).chain(["+Inf".into()]);
+        for (le, n) in bounds.zip(&h.counts) {
+            cumulative += n.load(Relaxed);
+            line(format_args!(
+                "fiddler_program_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
+            ));
+        }
+        let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+        line(format_args!(
+            "fiddler_program_seconds_sum{{route=\"{route}\"}} {sum}"
+        ));
+        line(format_args!(
+            "fiddler_program_seconds_count{{route=\"{route}\"}} {cumulative}"
+        ));
+        for (reason, n) in Reason::ALL.iter().zip(&r.stats.failures) {
+            line(format_args!(
+                "fiddler_program_failures_total{{route=\"{route}\",reason=\"{}\"}} {}",
+                reason.name(),
+                n.load(Relaxed)
+            ));
+        }
+        line(format_args!(
+            "fiddler_route_breaker_open{{route=\"{route}\"}} {}",
+            u8::from(r.breaker.is_open())
+        ));
+    }
+    line(format_args!("fiddler_draining {}", u8::from(s.stopping())));
+    line(format_args!(
+        "fiddler_log_lines_dropped_total {}",
+        log::dropped()
+    ));
+    line(format_args!(
+        "fiddler_uptime_seconds {}",
+        s.started.elapsed().as_secs()
+    ));
+    line(format_args!(
+        "fiddler_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    ));
+    m
+}
+
+/// /status: the same state, as one small JSON document.
+pub fn status_json(s: &State, routes: &Routes) -> String {
+    let phase = match s.phase() {
+        Phase::Serving => "serving",
+        Phase::Draining => "draining",
+        Phase::Expired | Phase::Drained => "stopping",
+    };
+    let mut j = String::with_capacity(1024);
+    let _ = write!(
+        j,
+        "{{\"version\":\"{}\",\"uptime_seconds\":{},\"phase\":\"{phase}\",\"ready\":{},\
+         \"handler\":{{\"state\":\"{}\",\"restarts\":{}}},\
+         \"queue\":{{\"depth\":{},\"capacity\":{}}},\
+         \"connections\":{{\"reading\":{},\"writing\":{}}},\
+         \"programs_started\":{},\"dropped\":{{",
+        env!("CARGO_PKG_VERSION"),
+        s.started.elapsed().as_secs(),
+        ready(s),
+        handler_state(s),
+        s.restarts(Part::Handler),
+        s.held(),
+        s.capacity,
+        s.reading.load(Relaxed),
+        s.writing.load(Relaxed),
+        s.programs_started.load(Relaxed),
+    );
+    for (i, why) in Dropped::ALL.into_iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(j, "{comma}\"{}\":{}", why.name(), s.dropped(why));
+    }
+    let _ = write!(
+        j,
+        "}},\"unrouted_answers\":{},\"routes\":[",
+        s.unrouted.total()
+    );
+    for (i, r) in routes.list.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        let _ = write!(
+            j,
+            "{comma}{{\"method\":\"{}\",\"path\":\"{}\",\"answers\":{},\"breaker_open\":{}}}",
+            r.method.as_str(),
+            r.pattern,
+            r.stats.answers.total(),
+            r.breaker.is_open()
+        );
+    }
+    j.push_str("]}\n");
+    j
+}

@@ -1,0 +1,175 @@
+//! Signals (the organism's toxin). SIGTERM or SIGINT: stop accepting at once
+//! and drain — held requests finish within `drain_timeout`, then the process
+//! exits 0; a second one kills the running program and exits at once.
+//! SIGHUP: reopen the log file and reload the routes from the config.
+//!
+//! Owns: the signals thread (the read end of the signal pipe, the command
+//! line to reload from) and the drain that `main` runs once the listener has
+//! stopped. Must never: do more in the signal handler than write a byte
+//! (that is `sys::forward_signals`), or install routes from a config that
+//! did not load.
+
+use crate::config::{self, Command};
+use crate::gate::{Inbox, ToGate};
+use crate::log;
+use crate::route::Routes;
+use crate::state::{Phase, State};
+use crate::sys::{self, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+use std::ffi::OsString;
+use std::io::{self, ErrorKind, PipeReader, Read};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+/// After the drain expired: how long the last answers (503s) have to go out.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+/// What the signals thread acts on.
+pub struct Signals {
+    pub pipe: PipeReader,
+    pub state: Arc<State>,
+    /// Shut down on the first SIGTERM, so nothing new is accepted.
+    pub listener: Arc<TcpListener>,
+    pub inbox: Inbox,
+    /// New routes for the admin endpoint (the gate gets them by its inbox).
+    pub admin: Option<SyncSender<Arc<Routes>>>,
+    /// The command line, read again on SIGHUP.
+    pub args: Vec<OsString>,
+    /// The routes in force, whose counters a reload carries over.
+    pub routes: Arc<Routes>,
+}
+
+/// Makes SIGTERM, SIGINT and SIGHUP write to a pipe (instead of ending the
+/// process) before any other thread starts; returns its read end.
+pub fn catch() -> io::Result<PipeReader> {
+    sys::forward_signals(&[SIGTERM, SIGINT, SIGHUP])
+}
+
+impl Signals {
+    /// Reads signals until the pipe fails (it never closes: its write end
+    /// lives as long as the process).
+    pub fn run(mut self) {
+        let mut byte = [0u8; 1];
+        loop {
+            match self.pipe.read(&mut byte) {
+                Ok(1) => {
+                    let [sig] = byte;
+                    self.on(i32::from(sig));
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Ok(_) | Err(_) => return,
+            }
+        }
+    }
+
+    fn on(&mut self, sig: i32) {
+        match sig {
+            SIGTERM | SIGINT if self.state.advance(Phase::Draining) => {
+                if let Err(e) = sys::shutdown(&*self.listener) {
+                    log::event(format_args!("cannot stop listening: {e}"));
+                }
+                log::event(format_args!(
+                    "signal {sig}: draining; {} request(s) held; no new connection",
+                    self.state.held()
+                ));
+                // A listener waiting for room (`--on-full backlog`) and the
+                // gate both look at the phase again.
+                self.state.room_freed();
+                self.inbox.wake();
+            }
+            SIGTERM | SIGINT => {
+                let group = self.state.running_group.load(Relaxed);
+                if group != 0 {
+                    let _ = sys::kill_group(group, SIGKILL);
+                }
+                log::event(format_args!(
+                    "signal {sig} again: exiting at once, {} request(s) unfinished",
+                    self.state.held()
+                ));
+                log::flush(LAST_WORDS);
+                std::process::exit(1);
+            }
+            SIGHUP => {
+                log::reopen();
+                self.reload();
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads the config again and hands its routes to the gate and the
+    /// admin endpoint; held requests keep the routes they came with.
+    fn reload(&mut self) {
+        let routes = match config::from_args(self.args.iter().cloned()) {
+            Ok(Command::Run(c)) => Arc::new(c.routes.carry_over(&self.routes)),
+            Ok(_) => return,
+            Err(e) => {
+                log::event(format_args!(
+                    "SIGHUP: the config is refused, the routes in force stay: {e}"
+                ));
+                return;
+            }
+        };
+        self.inbox.send(ToGate::Routes(Arc::clone(&routes)));
+        if let Some(admin) = &self.admin {
+            let _ = admin.try_send(Arc::clone(&routes));
+        }
+        log::event(format_args!(
+            "SIGHUP: {} route(s) loaded (other settings apply at the next start)",
+            routes.list.len()
+        ));
+        self.routes = routes;
+    }
+}
+
+/// Runs on the main thread once the listener has stopped: waits until the
+/// gate says everything is drained, or until `timeout`; then what is still
+/// held is answered 503, the running program is stopped, and after a short
+/// while for the last answers the caller exits.
+pub fn drain(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Duration) {
+    if wait_drained(state, woken, inbox, Instant::now() + timeout) {
+        log::event(format_args!("drained; exiting"));
+        return;
+    }
+    state.advance(Phase::Expired);
+    log::event(format_args!(
+        "the drain timed out after {}s: {} request(s) held get 503",
+        timeout.as_secs(),
+        state.held()
+    ));
+    let stop = |sig| match state.running_group.load(Relaxed) {
+        0 => {}
+        group => {
+            let _ = sys::kill_group(group, sig);
+        }
+    };
+    stop(SIGTERM);
+    inbox.wake();
+    if !wait_drained(state, woken, inbox, Instant::now() + LAST_WORDS) {
+        stop(SIGKILL);
+        log::event(format_args!(
+            "exiting with {} request(s) unanswered",
+            state.held()
+        ));
+    }
+}
+
+/// Waits for `Phase::Drained` until `deadline`. Each freed slot wakes the
+/// gate to look again; the gate's own token says it is done.
+fn wait_drained(state: &State, woken: &Receiver<()>, inbox: &Inbox, deadline: Instant) -> bool {
+    loop {
+        if state.phase() == Phase::Drained {
+            return true;
+        }
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        match woken.recv_timeout(left) {
+            Ok(()) => inbox.wake(),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Operating the server: SIGTERM drains and exits 0, a second one exits at
+//! once, SIGHUP reloads routes (and refuses a broken config) and reopens
+//! the log file; the log as JSON; /metrics, /status and /ready tell what
+//! happened.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{DEADLINE, Server, TempDir, busy, read_all, read_reply};
+
+/// Runs a Python snippet with `input` on stdin; panics unless it exits 0.
+fn python(code: &str, input: &[u8]) -> String {
+    let mut child = Command::new("python3")
+        .args(["-c", code])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 -c {code} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Waits until the file at `path` holds a line that satisfies `pred`.
+fn wait_file_line(path: &std::path::Path, pred: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| pred(l)) {
+            return line.to_owned();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no such line in {path:?}: {text}"
+        );
+        // A file offers no way to wait for a write: look again shortly.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sigterm_finishes_running_and_queued_requests_then_exits_0() {
+    let (mut s, control, mut first, held) = busy(&[], "first");
+    let mut second = s.send_post("/held", "second");
+    s.wait_metric("fiddler_queue_depth", |d| d == 2);
+    s.signal("TERM");
+    s.wait_log(|l| l.contains("draining"));
+    let ready = s.admin_get("/ready");
+    assert_eq!((ready.status, ready.text().as_str()), (503, "draining\n"));
+    assert_eq!(s.admin_get("/health").status, 200);
+    assert_eq!(s.metric("fiddler_draining"), 1);
+    // No new connection is accepted: the listening socket is shut.
+    let refused = TcpStream::connect(s.addr).map(drop).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    // The running request and the queued one both get their answers.
+    held.release();
+    assert_eq!(read_reply(&mut first).text(), "first");
+    control.wait_started().release();
+    assert_eq!(read_reply(&mut second).text(), "second");
+    assert_eq!(s.wait_exit(), Some(0));
+}
+
+#[test]
+fn past_the_drain_timeout_what_is_held_gets_503_and_the_program_stops() {
+    let (mut s, _control, mut first, held) = busy(&["--drain-timeout", "1"], "first");
+    let mut second = s.send_post("/held", "second");
+    s.wait_metric("fiddler_queue_depth", |d| d == 2);
+    s.signal("TERM");
+    // The running program is stopped at the deadline: both get 503.
+    held.wait_gone();
+    for c in [&mut first, &mut second] {
+        let r = read_reply(c);
+        assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
+    }
+    assert_eq!(s.wait_exit(), Some(0));
+    assert!(
+        s.log_lines()
+            .iter()
+            .any(|l| l.contains("the drain timed out"))
+    );
+}
+
+#[test]
+fn a_second_sigterm_kills_the_program_and_exits_at_once() {
+    let (mut s, _control, mut first, held) = busy(&[], "first");
+    s.signal("TERM");
+    s.wait_log(|l| l.contains("draining"));
+    s.signal("TERM");
+    assert_eq!(s.wait_exit(), Some(1));
+    held.wait_gone();
+    let (bytes, _) = read_all(&mut first);
+    assert!(bytes.is_empty(), "no answer after a forced exit");
+}
+
+#[test]
+fn sighup_reloads_routes_keeps_their_counters_and_refuses_a_broken_config() {
+    let route = |path: &str, word: &str| {
+        format!(
+            "[[route]]\nmethod = \"GET\"\npath = \"{path}\"\ncommand = [\"echo\", \"{word}\"]\n"
+        )
+    };
+    let s = Server::with_config(&route("/a", "one"), &[]);
+    assert_eq!(s.get("/a").text(), "one\n");
+    let config = s.dir.path("fiddler.toml");
+    std::fs::write(&config, route("/a", "two") + &route("/b", "bee")).unwrap();
+    s.signal("HUP");
+    s.wait_log(|l| l.contains("SIGHUP: 2 route(s) loaded"));
+    assert_eq!(s.get("/a").text(), "two\n");
+    assert_eq!(s.get("/b").text(), "bee\n");
+    // The counter of GET /a went on from where it was.
+    assert_eq!(
+        s.metric("fiddler_requests_total{route=\"GET /a\",status=\"200\"}"),
+        2
+    );
+    std::fs::write(&config, "queue = \"many\"\n").unwrap();
+    s.signal("HUP");
+    let refused = s.wait_log(|l| l.contains("the config is refused"));
+    assert!(refused.contains("fiddler.toml:1:"), "{refused}");
+    assert_eq!(s.get("/b").text(), "bee\n");
+}
+
+#[test]
+fn the_log_file_is_reopened_on_sighup() {
+    let dir = TempDir::new();
+    let log = dir.path("fiddler.log");
+    let rotated = dir.path("fiddler.log.1");
+    let log_arg = log.to_str().unwrap().to_owned();
+    let s = Server::start_in(dir, &["--route", "GET /x=echo x", "--log-file", &log_arg]);
+    assert_eq!(s.get("/x?before").status, 200);
+    wait_file_line(&log, |l| l.contains("GET /x?before 200"));
+    std::fs::rename(&log, &rotated).unwrap();
+    s.signal("HUP");
+    // Reopened before the reload logged: its line is the new file's first.
+    wait_file_line(&log, |l| l.contains("route(s) loaded"));
+    assert_eq!(s.get("/x?after").status, 200);
+    wait_file_line(&log, |l| l.contains("GET /x?after 200"));
+    assert!(
+        !std::fs::read_to_string(&rotated)
+            .unwrap()
+            .contains("/x?after")
+    );
+}
+
+#[test]
+fn json_log_lines_parse_and_carry_the_timings() {
+    let s = Server::start(&["--route", "POST /echo=cat", "--log-format", "json"]);
+    assert_eq!(s.post("/echo?a=\"b\"", b"hi").status, 200);
+    s.wait_log(|l| l.contains("\"status\":200"));
+    let lines: Vec<String> = s
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.starts_with('{'))
+        .collect();
+    let out = python(
+        "import json, sys\n\
+         rows = [json.loads(l) for l in sys.stdin]\n\
+         a = [r for r in rows if 'status' in r][0]\n\
+         print(a['method'], a['target'], a['status'], a['wait_ms'] >= 0, a['run_ms'] >= 0)\n\
+         print(any(r.get('event', '').startswith('listening on') for r in rows))",
+        lines.join("\n").as_bytes(),
+    );
+    assert_eq!(out, "POST /echo?a=\"b\" 200 True True\nTrue\n");
+}
+
+#[test]
+fn metrics_and_status_count_what_happened() {
+    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /fail=false"]);
+    for _ in 0..5 {
+        assert_eq!(s.post("/echo", b"x").status, 200);
+    }
+    assert_eq!(s.get("/fail").status, 502);
+    assert_eq!(s.get("/nowhere").status, 404);
+    let m = |sample: &str| s.metric(sample);
+    assert_eq!(
+        m("fiddler_requests_total{route=\"POST /echo\",status=\"200\"}"),
+        5
+    );
+    assert_eq!(
+        m("fiddler_requests_total{route=\"GET /fail\",status=\"502\"}"),
+        1
+    );
+    assert_eq!(m("fiddler_requests_total{route=\"-\",status=\"404\"}"), 1);
+    assert_eq!(m("fiddler_program_seconds_count{route=\"POST /echo\"}"), 5);
+    assert_eq!(
+        m("fiddler_program_seconds_bucket{route=\"POST /echo\",le=\"+Inf\"}"),
+        5
+    );
+    assert_eq!(
+        m("fiddler_program_failures_total{route=\"GET /fail\",reason=\"exit\"}"),
+        1
+    );
+    assert_eq!(
+        m("fiddler_program_failures_total{route=\"POST /echo\",reason=\"exit\"}"),
+        0
+    );
+    assert_eq!(m("fiddler_programs_started_total"), 6);
+    let status = s.admin_get("/status");
+    assert_eq!(status.header("Content-Type"), Some("application/json"));
+    let out = python(
+        "import json, sys\n\
+         d = json.load(sys.stdin)\n\
+         print(d['phase'], d['ready'], d['handler']['state'], d['programs_started'],\n\
+               d['queue']['depth'], d['unrouted_answers'],\n\
+               [(r['method'], r['path'], r['answers']) for r in d['routes']])",
+        &status.body,
+    );
+    assert_eq!(
+        out,
+        "serving True idle 6 0 1 [('POST', '/echo', 5), ('GET', '/fail', 1)]\n"
+    );
+}
+
+#[test]
+fn ready_turns_503_while_the_queue_is_full_and_back() {
+    let (s, _control, mut first, held) = busy(&["--queue", "1"], "a");
+    let r = s.admin_get("/ready");
+    assert_eq!((r.status, r.text().as_str()), (503, "full\n"));
+    held.release();
+    assert_eq!(read_reply(&mut first).text(), "a");
+    let start = Instant::now();
+    while s.admin_get("/ready").status != 200 {
+        assert!(start.elapsed() < DEADLINE, "/ready stayed 503");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
