@@ -6,9 +6,11 @@
 //! prints it and exits with code 2.
 
 use crate::breaker::Breaker;
+use crate::cidr::Cidr;
 use crate::http::Method;
+use crate::immune::Policy;
 use crate::program::Sandbox;
-use crate::route::{MethodRule, PathRule, Route, Routes};
+use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Missing};
 use crate::toml::{self, Table, Value};
 use std::ffi::OsString;
@@ -57,6 +59,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where the log goes (stderr if none); reopened on SIGHUP.
     pub log_file: Option<PathBuf>,
+    /// Peers that may connect (empty: all).
+    pub allow: Vec<Cidr>,
+    pub immune: Policy,
     pub routes: Routes,
 }
 
@@ -136,10 +141,11 @@ reopens the log file and reloads the routes from the config file.
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
-answer_memory and [[route]] tables (method, path, command, timeout, env,
-max_output, content_type, cgi, missing, max_arg, kill_grace,
-cancel_on_disconnect, memory, cpu, open_files, processes, nice, dir, uid,
-gid). See README.md.
+answer_memory, allow, trusted, ban_after, ban_window, ban_seconds, and
+[[route]] tables (method, path, command, timeout, env, max_output,
+content_type, cgi, stream, missing, max_arg, kill_grace,
+cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
+memory, cpu, open_files, processes, nice, dir, uid, gid). See README.md.
 ";
 
 const DEMO: &str = r#"
@@ -172,6 +178,8 @@ struct Builder {
     quiet: bool,
     log_format: LogFormat,
     log_file: Option<PathBuf>,
+    allow: Vec<Cidr>,
+    immune: Policy,
     routes: Vec<RouteDraft>,
 }
 
@@ -193,6 +201,18 @@ impl Default for Builder {
             quiet: false,
             log_format: LogFormat::Text,
             log_file: None,
+            allow: Vec::new(),
+            immune: Policy {
+                ban_after: 10,
+                window: Duration::from_secs(60),
+                ban_for: Duration::from_secs(60),
+                // A proxy on the same host must never be banned: that would
+                // ban everyone behind it.
+                trusted: ["127.0.0.0/8", "::1"]
+                    .iter()
+                    .filter_map(|c| Cidr::parse(c))
+                    .collect(),
+            },
             routes: Vec::new(),
         }
     }
@@ -373,6 +393,11 @@ impl Builder {
                 }
             }
             "log_file" => self.log_file = Some(PathBuf::from(v.string(origin)?)),
+            "allow" => self.allow = ranges(v, origin)?,
+            "trusted" => self.immune.trusted = ranges(v, origin)?,
+            "ban_after" => self.immune.ban_after = v.count(origin, 0, 1_000_000)? as u32,
+            "ban_window" => self.immune.window = v.seconds(origin)?,
+            "ban_seconds" => self.immune.ban_for = v.seconds(origin)?,
             _ => return fail(origin, format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -458,8 +483,36 @@ impl Builder {
             quiet: self.quiet,
             log_format: self.log_format,
             log_file: self.log_file,
+            allow: self.allow,
+            immune: self.immune,
             routes: Routes { list, index },
         })
+    }
+}
+
+/// A list of address ranges (`allow`, `trusted`).
+fn ranges(v: Input, origin: &Origin) -> Result<Vec<Cidr>, ConfigError> {
+    v.strings(origin)?
+        .iter()
+        .map(|s| {
+            Cidr::parse(s).ok_or(()).or_else(|()| {
+                fail(
+                    origin,
+                    format!("`{s}` is not an address or a range like 10.0.0.0/8"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The bearer token a route requires, from the server's environment.
+fn token(name: &str, origin: &Origin) -> Result<Token, ConfigError> {
+    match std::env::var_os(name) {
+        Some(v) if !v.is_empty() => Ok(Token(v.into_encoded_bytes())),
+        _ => fail(
+            origin,
+            format!("token_env: the variable `{name}` is not set, or empty"),
+        ),
     }
 }
 
@@ -535,6 +588,7 @@ fn new_route(
         stream: false,
         breaker: Breaker::new(0, Duration::ZERO),
         stats: Arc::default(),
+        token: None,
         env: Vec::new(),
         max_output: 16 * MIB as usize,
         content_type: "text/plain; charset=utf-8".into(),
@@ -583,6 +637,7 @@ fn route_from_table(
             "stream" => route.stream = v.boolean(&o)?,
             "breaker_failures" => breaker_failures = v.count(&o, 0, 1_000_000)? as u32,
             "breaker_cooldown" => breaker_cooldown = v.seconds(&o)?,
+            "token_env" => route.token = Some(token(&v.string(&o)?, &o)?),
             "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
             "cpu" => route.sandbox.limits.cpu = Some(v.count(&o, 1, 7 * 24 * 3600)?),
             "open_files" => route.sandbox.limits.open_files = Some(v.count(&o, 3, 1 << 20)?),
@@ -818,6 +873,18 @@ mod tests {
             (
                 "listen = \"nowhere\"",
                 "f.toml:1: `nowhere` is not an address like 127.0.0.1:8080 or [::]:8080",
+            ),
+            (
+                "\nallow = [\"10.0.0.0/8\", \"intranet\"]",
+                "f.toml:2: `intranet` is not an address or a range like 10.0.0.0/8",
+            ),
+            (
+                "log_format = \"xml\"",
+                "f.toml:1: expected text or json, found `xml`",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\ntoken_env = \"FIDDLER_NO_SUCH_VARIABLE\"",
+                "f.toml:4: token_env: the variable `FIDDLER_NO_SUCH_VARIABLE` is not set, or empty",
             ),
         ];
         for (input, want) in cases {

@@ -1,15 +1,17 @@
 //! The listener: accepts connections and passes those there is room for to
 //! the gate.
 //!
-//! Owns: the listening socket. Per connection it does one atomic load (is
-//! there room?) and then either hands the stream to the gate or closes it:
-//! nothing else, no read, no log line, no allocation. With `--on-full
+//! Owns: the listening socket. Per connection it checks the peer against
+//! `allow` and the ban list, does one atomic load (is there room?), and then
+//! either hands the stream to the gate or closes it: nothing else, no read,
+//! no log line, no allocation. With `--on-full
 //! backlog` it holds the connection it just accepted and accepts no other
 //! until a slot is freed: the kernel's backlog holds or refuses the rest.
 //! Once shutdown begins (the signals thread shuts the socket down, which
 //! wakes `accept`), it returns.
 //! Must never: read from a socket, or spin when accept fails.
 
+use crate::cidr::Cidr;
 use crate::config::OnFull;
 use crate::gate::{Inbox, ToGate};
 use crate::http::response::Response;
@@ -33,6 +35,8 @@ pub struct Listener {
     pub state: Arc<State>,
     pub inbox: Inbox,
     pub on_full: OnFull,
+    /// Peers that may connect (empty: all).
+    pub allow: Vec<Cidr>,
     /// A token per freed slot (for `OnFull::Backlog`).
     pub room: Receiver<()>,
 }
@@ -67,6 +71,15 @@ impl Listener {
                 }
             };
             backoff = BACKOFF_FIRST;
+            let ip = peer.ip();
+            if !self.allow.is_empty() && !self.allow.iter().any(|c| c.contains(ip)) {
+                self.state.count_drop(Dropped::NotAllowed);
+                continue;
+            }
+            if self.state.bans.is_banned(ip, Instant::now()) {
+                self.state.count_drop(Dropped::Banned);
+                continue;
+            }
             if !self.state.has_room() {
                 match self.on_full {
                     // Hold this one and accept no other until there is room.

@@ -16,10 +16,12 @@
 mod admin;
 mod breaker;
 mod cgi;
+mod cidr;
 mod config;
 mod gate;
 mod handler;
 mod http;
+mod immune;
 mod listener;
 mod log;
 mod metrics;
@@ -122,6 +124,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
             max_body: config.max_body,
             ..Limits::default()
         },
+        immune: config.immune,
         max_reading: config.max_reading,
         read_timeout: config.read_timeout,
         write_timeout: config.write_timeout,
@@ -170,6 +173,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         state: Arc::clone(&state),
         inbox,
         on_full: config.on_full,
+        allow: config.allow,
         room,
     };
     watchdog::restarting(Part::Listener, &state, || listener.run());

@@ -13,7 +13,7 @@ use crate::route::{Route, Routes};
 use crate::state::{Dropped, HandlerState, Part, Phase, State};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The statuses counted one by one, in /metrics order; others share `other`.
 const STATUSES: [u16; 27] = [
@@ -197,6 +197,11 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         "1 while a route's circuit breaker is open.",
     );
     family(
+        "fiddler_bans_active",
+        "gauge",
+        "Peers banned now for bad requests.",
+    );
+    family(
         "fiddler_draining",
         "gauge",
         "1 once a SIGTERM or SIGINT began the drain.",
@@ -292,6 +297,10 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
             u8::from(r.breaker.is_open())
         ));
     }
+    line(format_args!(
+        "fiddler_bans_active {}",
+        s.bans.active(Instant::now())
+    ));
     line(format_args!("fiddler_draining {}", u8::from(s.stopping())));
     line(format_args!(
         "fiddler_log_lines_dropped_total {}",
@@ -322,7 +331,7 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
          \"handler\":{{\"state\":\"{}\",\"restarts\":{}}},\
          \"queue\":{{\"depth\":{},\"capacity\":{}}},\
          \"connections\":{{\"reading\":{},\"writing\":{}}},\
-         \"programs_started\":{},\"dropped\":{{",
+         \"programs_started\":{},\"bans_active\":{},\"dropped\":{{",
         env!("CARGO_PKG_VERSION"),
         s.started.elapsed().as_secs(),
         ready(s),
@@ -333,6 +342,7 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
         s.reading.load(Relaxed),
         s.writing.load(Relaxed),
         s.programs_started.load(Relaxed),
+        s.bans.active(Instant::now()),
     );
     for (i, why) in Dropped::ALL.into_iter().enumerate() {
         let comma = if i == 0 { "" } else { "," };

@@ -102,11 +102,37 @@ pub struct Route {
     pub stream: bool,
     pub breaker: Breaker,
     pub stats: Arc<RouteStats>,
+    /// The bearer token a request must carry (`token_env`), if any.
+    pub token: Option<Token>,
     /// Added to the clean environment (which holds only PATH otherwise).
     pub env: Vec<(OsString, OsString)>,
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
     pub max_output: usize,
     pub content_type: String,
+}
+
+/// A route's bearer token. Its `Debug` shows nothing of it.
+pub struct Token(pub Vec<u8>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("Token(…)")
+    }
+}
+
+impl Token {
+    /// True if `authorization` is `Bearer <this token>`. The bytes are
+    /// compared in time that does not depend on where they differ.
+    pub fn admits(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(given) = authorization.and_then(|a| a.strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        let differ = given
+            .iter()
+            .zip(&self.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(differ) == 0 && given.len() == self.0.len()
+    }
 }
 
 /// What the table says about one request.
@@ -235,6 +261,7 @@ mod tests {
             stream: false,
             breaker: Breaker::new(0, Duration::ZERO),
             stats: Arc::default(),
+            token: None,
             env: vec![],
             max_output: 1,
             content_type: String::new(),
@@ -288,6 +315,19 @@ mod tests {
             Match::Options(allow) => assert_eq!(allow, "GET, HEAD, OPTIONS"),
             _ => panic!("expected OPTIONS"),
         }
+        let t = Token(b"s3cret".to_vec());
+        assert!(t.admits(Some(b"Bearer s3cret")));
+        for wrong in [
+            &b"Bearer s3cre"[..],
+            b"Bearer s3cret!",
+            b"bearer s3cret",
+            b"s3cret",
+            b"",
+        ] {
+            assert!(!t.admits(Some(wrong)), "{wrong:?}");
+        }
+        assert!(!t.admits(None));
+        assert_eq!(format!("{t:?}"), "Token(…)");
         assert!(PathRule::parse("/a*").is_none());
         assert!(PathRule::parse("/a b").is_none());
         assert!(PathRule::parse("/a\"").is_none());

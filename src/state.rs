@@ -4,6 +4,7 @@
 //! Must never: take a lock, allocate after start-up, or hold anything that
 //! grows with traffic.
 
+use crate::immune::Bans;
 use crate::metrics::Answers;
 use std::sync::Arc;
 use std::sync::atomic::{
@@ -47,15 +48,21 @@ pub enum Dropped {
     AnswerAbandoned = 3,
     /// Turned away (503, or closed unfinished) because the server is stopping.
     Draining = 4,
+    /// Closed at accept: the peer is banned.
+    Banned = 5,
+    /// Closed at accept: the peer is not in `allow`.
+    NotAllowed = 6,
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 5] = [
+    pub const ALL: [Dropped; 7] = [
         Dropped::QueueFull,
         Dropped::Evicted,
         Dropped::ClientGone,
         Dropped::AnswerAbandoned,
         Dropped::Draining,
+        Dropped::Banned,
+        Dropped::NotAllowed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +72,8 @@ impl Dropped {
             Dropped::ClientGone => "client_gone",
             Dropped::AnswerAbandoned => "answer_abandoned",
             Dropped::Draining => "draining",
+            Dropped::Banned => "banned",
+            Dropped::NotAllowed => "not_allowed",
         }
     }
 }
@@ -110,6 +119,8 @@ pub struct State {
     pub writing: AtomicUsize,
     /// Answers to requests that matched no route (404, 400, …).
     pub unrouted: Answers,
+    /// Banned peers: the gate bans, the listener closes them unread.
+    pub bans: Bans,
     dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
@@ -131,6 +142,7 @@ impl State {
             reading: AtomicUsize::new(0),
             writing: AtomicUsize::new(0),
             unrouted: Answers::default(),
+            bans: Bans::new(),
             dropped: Default::default(),
         };
         (Arc::new(state), room_rx)

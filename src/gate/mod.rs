@@ -15,6 +15,7 @@ use crate::breaker::Admit;
 use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
 use crate::http::{Method, RequestError, Status};
+use crate::immune::{Policy, Strikes};
 use crate::log::{self, Escaped};
 use crate::metrics::RouteStats;
 use crate::queue::{Batch, Conn, Job, Queue, Slot};
@@ -25,6 +26,7 @@ use crate::template;
 use reader::{Reader, Request, Step};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -152,6 +154,8 @@ pub fn mailbox(capacity: usize) -> io::Result<(Inbox, Mailbox)> {
 #[derive(Clone)]
 pub struct Settings {
     pub limits: Limits,
+    /// Who is banned for bad requests, and for how long.
+    pub immune: Policy,
     pub max_reading: usize,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -164,6 +168,7 @@ pub struct Gate {
     state: Arc<State>,
     readers: VecDeque<Reader>,
     writers: Writers,
+    strikes: Strikes,
     queue: Queue,
     scratch: Vec<u8>,
     fds: Vec<PollFd>,
@@ -174,6 +179,7 @@ impl Gate {
         let writers = Writers::new(state.capacity, settings.answer_memory);
         Gate {
             readers: VecDeque::with_capacity(settings.max_reading),
+            strikes: Strikes::new(settings.immune.clone()),
             settings,
             routes,
             state,
@@ -329,12 +335,26 @@ impl Gate {
     }
 
     fn refuse(&mut self, r: Reader, e: RequestError) {
+        self.mark(r.conn.peer.ip());
         let id = self.new_id();
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
             Entry::own(id, h.method.as_str(), &h.target)
         });
         let response = Response::plain(e.status(), &[], entry.method == "HEAD");
         self.send(r.conn, response, true, &entry);
+    }
+
+    /// A bad request from `ip`: enough of them ban it.
+    fn mark(&mut self, ip: IpAddr) {
+        let now = Instant::now();
+        if self.strikes.mark(ip, now) {
+            let ban_for = self.strikes.ban_for();
+            self.state.bans.ban(ip, now + ban_for);
+            log::event(format_args!(
+                "banned {ip} for {}s: too many bad requests",
+                ban_for.as_secs()
+            ));
+        }
     }
 
     /// Serves a local redirect as a GET of its location, with the headers of
@@ -394,6 +414,15 @@ impl Gate {
             Match::Run { .. } if self.state.stopping() => {
                 self.state.count_drop(Dropped::Draining);
                 Response::unavailable(1, head_only)
+            }
+            Match::Run { route, .. }
+                if route
+                    .token
+                    .as_ref()
+                    .is_some_and(|t| !t.admits(head.header("authorization"))) =>
+            {
+                self.mark(conn.peer.ip());
+                Response::plain(401, &[("WWW-Authenticate", "Bearer")], head_only)
             }
             Match::Run {
                 route,

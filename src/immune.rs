@@ -1,0 +1,212 @@
+//! The immune system: peers that keep sending bad requests are banned for a
+//! while, and then closed at accept without a read.
+//!
+//! Owns: `Strikes`, the gate's table of marks per address in a window (B
+//! cells mark, T cells count), and `Bans`, the list of banned addresses that
+//! the gate writes and the listener reads (one hashed lookup per accept).
+//! Must never: grow with traffic (both are fixed in size; the oldest entry
+//! makes way), take a lock, or ban an address in `trusted`.
+
+use crate::cidr::Cidr;
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Addresses whose marks are counted at once; the oldest makes way.
+const STRIKE_TABLE: usize = 4096;
+/// Bans held at once; a new one replaces the soonest to end nearby.
+const BAN_SLOTS: usize = 1024;
+/// Slots a ban may sit in past its hashed place.
+const PROBES: usize = 8;
+
+/// What bans a peer, and for how long.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Marks within `window` that ban; 0 turns banning off.
+    pub ban_after: u32,
+    pub window: Duration,
+    pub ban_for: Duration,
+    /// Never banned.
+    pub trusted: Vec<Cidr>,
+}
+
+/// Marks per address, in the gate only.
+pub struct Strikes {
+    policy: Policy,
+    marks: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl Strikes {
+    pub fn new(policy: Policy) -> Strikes {
+        Strikes {
+            marks: HashMap::with_capacity(if policy.ban_after > 0 {
+                STRIKE_TABLE
+            } else {
+                0
+            }),
+            policy,
+        }
+    }
+
+    /// One bad request from `ip`. Returns true if that makes a ban.
+    pub fn mark(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.policy.ban_after == 0 || self.policy.trusted.iter().any(|c| c.contains(ip)) {
+            return false;
+        }
+        if !self.marks.contains_key(&ip) && self.marks.len() >= STRIKE_TABLE {
+            let oldest = self.marks.iter().min_by_key(|(_, (_, since))| *since);
+            if let Some((&old, _)) = oldest {
+                self.marks.remove(&old);
+            }
+        }
+        let window = self.policy.window;
+        let entry = self.marks.entry(ip).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) > window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        if entry.0 < self.policy.ban_after {
+            return false;
+        }
+        self.marks.remove(&ip);
+        true
+    }
+
+    pub fn ban_for(&self) -> Duration {
+        self.policy.ban_for
+    }
+}
+
+/// Banned addresses until when: written by the gate, read by the listener,
+/// lock-free. A slot is (address hash, end in ms since `epoch`); the hash is
+/// keyed at random, so no one can choose addresses that collide.
+pub struct Bans {
+    slots: [(AtomicU64, AtomicU64); BAN_SLOTS],
+    hasher: RandomState,
+    epoch: Instant,
+}
+
+impl Bans {
+    pub fn new() -> Bans {
+        Bans {
+            slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0))),
+            hasher: RandomState::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn key(&self, ip: IpAddr) -> u64 {
+        // 0 marks an empty slot.
+        self.hasher.hash_one(ip).max(1)
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The slots `key` may be in.
+    fn probe(&self, key: u64) -> impl Iterator<Item = &(AtomicU64, AtomicU64)> {
+        let start = usize::try_from(key % BAN_SLOTS as u64).unwrap_or(0);
+        (0..PROBES).filter_map(move |i| self.slots.get((start + i) % BAN_SLOTS))
+    }
+
+    /// True if `ip` is banned at `now`.
+    pub fn is_banned(&self, ip: IpAddr, now: Instant) -> bool {
+        let (key, now) = (self.key(ip), self.ms(now));
+        self.probe(key)
+            .any(|(k, until)| k.load(Relaxed) == key && until.load(Relaxed) > now)
+    }
+
+    /// Bans `ip` until `until`. Only the gate calls this (one writer).
+    pub fn ban(&self, ip: IpAddr, until: Instant) {
+        let (key, until, now) = (self.key(ip), self.ms(until), self.ms(Instant::now()));
+        let slot = self
+            .probe(key)
+            .find(|(k, end)| k.load(Relaxed) == key || end.load(Relaxed) <= now)
+            .or_else(|| self.probe(key).min_by_key(|(_, end)| end.load(Relaxed)));
+        if let Some((k, end)) = slot {
+            // Cleared first: a reader never sees the new key with another's end.
+            end.store(0, Relaxed);
+            k.store(key, Relaxed);
+            end.store(until, Relaxed);
+        }
+    }
+
+    /// Bans in force now.
+    pub fn active(&self, now: Instant) -> usize {
+        let now = self.ms(now);
+        self.slots
+            .iter()
+            .filter(|(k, end)| k.load(Relaxed) != 0 && end.load(Relaxed) > now)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn policy(trusted: &[&str]) -> Policy {
+        Policy {
+            ban_after: 3,
+            window: Duration::from_secs(10),
+            ban_for: Duration::from_secs(60),
+            trusted: trusted.iter().map(|c| Cidr::parse(c).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn marks_within_a_window_ban_and_trusted_peers_never_are() {
+        let t0 = Instant::now();
+        let mut s = Strikes::new(policy(&["10.0.0.0/8"]));
+        let bad = ip("192.0.2.1");
+        assert!(!s.mark(bad, t0));
+        assert!(!s.mark(bad, t0));
+        assert!(s.mark(bad, t0 + Duration::from_secs(1)));
+        // A window that passed starts the count again.
+        assert!(!s.mark(bad, t0 + Duration::from_secs(2)));
+        assert!(!s.mark(bad, t0 + Duration::from_secs(30)));
+        assert!(!s.mark(bad, t0 + Duration::from_secs(31)));
+        assert!(s.mark(bad, t0 + Duration::from_secs(32)));
+        for _ in 0..10 {
+            assert!(!s.mark(ip("10.1.2.3"), t0));
+        }
+    }
+
+    #[test]
+    fn the_strike_table_stays_bounded() {
+        let t0 = Instant::now();
+        let mut s = Strikes::new(policy(&[]));
+        for i in 0..(STRIKE_TABLE as u32 + 500) {
+            s.mark(
+                IpAddr::from(i.to_be_bytes()),
+                t0 + Duration::from_millis(u64::from(i)),
+            );
+        }
+        assert_eq!(s.marks.len(), STRIKE_TABLE);
+    }
+
+    #[test]
+    fn bans_end_and_stay_bounded() {
+        let bans = Bans::new();
+        let now = Instant::now();
+        let (a, b) = (ip("192.0.2.1"), ip("2001:db8::1"));
+        bans.ban(a, now + Duration::from_secs(5));
+        assert!(bans.is_banned(a, now));
+        assert!(!bans.is_banned(b, now));
+        assert!(!bans.is_banned(a, now + Duration::from_secs(6)));
+        assert_eq!(bans.active(now), 1);
+        for i in 0..(BAN_SLOTS as u32 * 4) {
+            bans.ban(IpAddr::from(i.to_be_bytes()), now + Duration::from_secs(60));
+        }
+        assert!(bans.active(now) <= BAN_SLOTS);
+        assert!(bans.is_banned(IpAddr::from((BAN_SLOTS as u32 * 4 - 1).to_be_bytes()), now));
+    }
+}
