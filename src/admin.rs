@@ -79,6 +79,7 @@ fn answer(mut stream: TcpStream, state: &State, routes: &Routes) {
                 "/health" => text(200, "ok\n".into()),
                 "/ready" if metrics::ready(state) => text(200, "ready\n".into()),
                 "/ready" if state.stopping() => text(503, "draining\n".into()),
+                "/ready" if state.shedding() => text(503, "shedding\n".into()),
                 "/ready" => text(503, "full\n".into()),
                 "/metrics" => Response::new(
                     200,

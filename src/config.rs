@@ -9,6 +9,7 @@ use crate::breaker::Breaker;
 use crate::cidr::Cidr;
 use crate::http::Method;
 use crate::immune::Policy;
+use crate::light::Thresholds;
 use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Missing};
@@ -62,6 +63,8 @@ pub struct Config {
     /// Peers that may connect (empty: all).
     pub allow: Vec<Cidr>,
     pub immune: Policy,
+    /// When the traffic light turns yellow and red (none: no light).
+    pub light: Thresholds,
     pub routes: Routes,
 }
 
@@ -141,7 +144,8 @@ reopens the log file and reloads the routes from the config file.
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
-answer_memory, allow, trusted, ban_after, ban_window, ban_seconds, and
+answer_memory, allow, trusted, ban_after, ban_window, ban_seconds,
+memory_yellow, memory_red, load_yellow, load_red (the traffic light), and
 [[route]] tables (method, path, command, timeout, env, max_output,
 content_type, cgi, stream, missing, max_arg, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
@@ -180,6 +184,7 @@ struct Builder {
     log_file: Option<PathBuf>,
     allow: Vec<Cidr>,
     immune: Policy,
+    light: Thresholds,
     routes: Vec<RouteDraft>,
 }
 
@@ -213,6 +218,7 @@ impl Default for Builder {
                     .filter_map(|c| Cidr::parse(c))
                     .collect(),
             },
+            light: Thresholds::default(),
             routes: Vec::new(),
         }
     }
@@ -273,6 +279,24 @@ impl Input<'_> {
                 origin,
                 format!("expected an array of strings, found {}", v.kind()),
             ),
+        }
+    }
+
+    /// A number ≥ 0 that may have a fraction: `4`, or `"3.5"` (the config
+    /// format has no floats).
+    fn decimal(self, origin: &Origin) -> Result<f64, ConfigError> {
+        let n = match self {
+            Input::Toml(Value::Integer(n)) => *n as f64,
+            Input::Toml(Value::String(s)) => s.trim().parse().unwrap_or(f64::NAN),
+            Input::Flag(s) => s.trim().parse().unwrap_or(f64::NAN),
+            Input::Toml(v) => {
+                return fail(origin, format!("expected a number, found {}", v.kind()));
+            }
+        };
+        if n.is_finite() && n >= 0.0 {
+            Ok(n)
+        } else {
+            fail(origin, "expected a number ≥ 0 like 4 or \"3.5\"")
         }
     }
 
@@ -398,6 +422,10 @@ impl Builder {
             "ban_after" => self.immune.ban_after = v.count(origin, 0, 1_000_000)? as u32,
             "ban_window" => self.immune.window = v.seconds(origin)?,
             "ban_seconds" => self.immune.ban_for = v.seconds(origin)?,
+            "memory_yellow" => self.light.memory_yellow = Some(v.bytes(origin, 0, u64::MAX)?),
+            "memory_red" => self.light.memory_red = Some(v.bytes(origin, 0, u64::MAX)?),
+            "load_yellow" => self.light.load_yellow = Some(v.decimal(origin)?),
+            "load_red" => self.light.load_red = Some(v.decimal(origin)?),
             _ => return fail(origin, format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -485,6 +513,7 @@ impl Builder {
             log_file: self.log_file,
             allow: self.allow,
             immune: self.immune,
+            light: self.light,
             routes: Routes { list, index },
         })
     }
@@ -877,6 +906,10 @@ mod tests {
             (
                 "\nallow = [\"10.0.0.0/8\", \"intranet\"]",
                 "f.toml:2: `intranet` is not an address or a range like 10.0.0.0/8",
+            ),
+            (
+                "load_red = \"lots\"",
+                "f.toml:1: expected a number ≥ 0 like 4 or \"3.5\"",
             ),
             (
                 "log_format = \"xml\"",

@@ -35,55 +35,70 @@ pub struct Handler {
     pub pace: Duration,
 }
 
+/// Time a job may take past its program's deadline and kill grace before
+/// the watchdog holds the handler for hung.
+pub const HANG_SLACK: Duration = Duration::from_secs(5);
+
+/// What the handler tells the watchdog.
+pub enum Event {
+    /// The handler thread died (a panic outside a job).
+    Died,
+    /// The handler took a batch: there is something to watch.
+    Busy,
+}
+
 /// A handler thread spawned in advance, waiting to take over.
 pub struct Standby {
-    activate: SyncSender<()>,
+    activate: SyncSender<u64>,
 }
 
 impl Standby {
-    pub fn spawn(handler: Arc<Handler>, deaths: SyncSender<()>) -> io::Result<Standby> {
+    pub fn spawn(handler: Arc<Handler>, events: SyncSender<Event>) -> io::Result<Standby> {
         let (activate, activated) = sync_channel(1);
         thread::Builder::new()
             .name("handler".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                if activated.recv().is_err() {
+                let Ok(generation) = activated.recv() else {
                     return; // never needed
-                }
+                };
                 let _sentinel = Sentinel {
                     state: &handler.state,
-                    deaths,
+                    events: events.clone(),
                 };
-                handler.serve();
+                handler.serve(generation, &events);
             })?;
         Ok(Standby { activate })
     }
 
-    /// Makes this standby the handler.
-    pub fn activate(self) {
-        let _ = self.activate.send(());
+    /// Makes this standby the handler of `generation`.
+    pub fn activate(self, generation: u64) {
+        let _ = self.activate.send(generation);
     }
 }
 
 /// Reports the death of its thread to the watchdog while unwinding.
 struct Sentinel<'a> {
     state: &'a State,
-    deaths: SyncSender<()>,
+    events: SyncSender<Event>,
 }
 
 impl Drop for Sentinel<'_> {
     fn drop(&mut self) {
         if thread::panicking() {
             self.state.set_handler_state(HandlerState::Failed);
-            let _ = self.deaths.send(());
+            let _ = self.events.send(Event::Died);
         }
     }
 }
 
 impl Handler {
-    /// Takes batches from the gate and serves them, until the gate is gone.
-    fn serve(&self) {
-        loop {
+    /// Takes batches from the gate and serves them, until the gate is gone
+    /// or a newer generation took over (this one hung and was replaced:
+    /// what is left of its batch is dropped, its connections closed).
+    fn serve(&self, generation: u64, events: &SyncSender<Event>) {
+        let in_charge = || self.state.generation() == generation;
+        while in_charge() {
             let (tx, rx) = sync_channel(1);
             self.state.set_handler_state(HandlerState::Idle);
             if !self.inbox.send(ToGate::Idle(tx)) {
@@ -92,8 +107,12 @@ impl Handler {
             // An error means the gate restarted and lost our request: ask again.
             let Ok(batch) = rx.recv() else { continue };
             self.state.set_handler_state(HandlerState::Busy);
+            let _ = events.try_send(Event::Busy);
             for job in batch {
-                self.serve_job(job);
+                if !in_charge() {
+                    return;
+                }
+                self.serve_job(job, generation);
                 if !self.pace.is_zero() {
                     thread::sleep(self.pace);
                 }
@@ -101,13 +120,24 @@ impl Handler {
         }
     }
 
-    fn serve_job(&self, job: Job) {
+    fn serve_job(&self, job: Job, generation: u64) {
         if client_gone(&job.conn.stream) {
             self.state.count_drop(Dropped::ClientGone);
             return;
         }
+        let route = &job.route;
+        self.state.set_due(Some(
+            Instant::now() + route.timeout + route.kill_grace + HANG_SLACK,
+        ));
         #[cfg(debug_assertions)]
-        test_hook(&job, false);
+        test_hook(self, &job, false);
+        self.serve_admitted(job);
+        if self.state.generation() == generation {
+            self.state.set_due(None);
+        }
+    }
+
+    fn serve_admitted(&self, job: Job) {
         let head_only = job.head.method == Method::Head;
         let start = Instant::now();
         let outcome = if self.state.phase() >= Phase::Expired {
@@ -167,7 +197,7 @@ impl Handler {
     /// Runs the job's program and says what to do with what it gave.
     fn execute(&self, job: &Job) -> Outcome {
         #[cfg(debug_assertions)]
-        test_hook(job, true);
+        test_hook(self, job, true);
         let route = &job.route;
         let env = cgi::environment(job);
         self.state.programs_started.fetch_add(1, Relaxed);
@@ -191,7 +221,7 @@ impl Handler {
                     .cancel_on_disconnect
                     .then(|| job.conn.stream.as_raw_fd()),
                 sandbox: &route.sandbox,
-                group: &self.state.running_group,
+                running: &self.state.running,
             },
             stream.as_mut(),
         );
@@ -294,15 +324,35 @@ fn client_gone(stream: &TcpStream) -> bool {
     }
 }
 
-/// Test hooks, in debug builds only (the tests run the debug binary): a route
-/// whose command is `fiddler-crab:panic` panics inside its job;
-/// `fiddler-crab:die` panics outside it, killing the handler thread.
+/// Test hooks, in debug builds only (the tests run the debug binary), for
+/// what no real program can make happen: a route whose command is
+/// `fiddler-crab:panic` panics inside its job;
+/// `fiddler-crab:die` panics outside it, killing the handler thread;
+/// `fiddler-crab:hang PROGRAM ARG…` starts the program in a group of its
+/// own, publishes it as running, and then hangs the handler for ever.
 #[cfg(debug_assertions)]
 #[allow(clippy::panic)] // the panics are the point: they prove the restarts
-fn test_hook(job: &Job, inside_job: bool) {
-    match (job.route.command.first().map(String::as_str), inside_job) {
+fn test_hook(handler: &Handler, job: &Job, inside_job: bool) {
+    use std::os::unix::process::CommandExt;
+    let mut argv = job.route.command.iter();
+    match (argv.next().map(String::as_str), inside_job) {
         (Some("fiddler-crab:panic"), true) => std::panic::panic_any("test hook: a job panics"),
         (Some("fiddler-crab:die"), false) => std::panic::panic_any("test hook: the handler dies"),
+        (Some("fiddler-crab:hang"), false) => {
+            if let Some(program) = argv.next() {
+                let started = std::process::Command::new(program)
+                    .args(argv)
+                    .process_group(0)
+                    .spawn();
+                if let Ok(child) = started {
+                    let end = Instant::now() + job.route.timeout + job.route.kill_grace;
+                    handler.state.running.start(child.id(), end);
+                }
+            }
+            loop {
+                thread::park();
+            }
+        }
         _ => {}
     }
 }

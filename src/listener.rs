@@ -81,16 +81,21 @@ impl Listener {
                 continue;
             }
             if !self.state.has_room() {
+                let why = if self.state.shedding() {
+                    Dropped::Shedding
+                } else {
+                    Dropped::QueueFull
+                };
                 match self.on_full {
                     // Hold this one and accept no other until there is room.
                     OnFull::Backlog => self.wait_for_room(),
                     OnFull::ServiceUnavailable => {
                         let _ = (&stream).write(canned.bytes());
-                        self.state.count_drop(Dropped::QueueFull);
+                        self.state.count_drop(why);
                         continue;
                     }
                     OnFull::Close => {
-                        self.state.count_drop(Dropped::QueueFull);
+                        self.state.count_drop(why);
                         continue; // dropping the stream closes it
                     }
                 }

@@ -22,6 +22,7 @@ mod gate;
 mod handler;
 mod http;
 mod immune;
+mod light;
 mod listener;
 mod log;
 mod metrics;
@@ -111,12 +112,14 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let (state, room) = State::new(config.queue);
     let (inbox, mailbox) = gate::mailbox(config.max_reading + config.queue + 16)?;
 
-    // The handler: runs one program at a time; its standby waits beside it.
-    watchdog::start_handler(Arc::new(Handler {
+    // The handler: runs one program at a time; its standby waits beside it,
+    // and the watchdog watches both, the running program and the light.
+    let handler = Arc::new(Handler {
         state: Arc::clone(&state),
         inbox: inbox.clone(),
         pace: config.pace,
-    }))?;
+    });
+    watchdog::start_handler(handler, config.light)?;
 
     // The gate: reads requests, queues jobs, writes answers.
     let settings = Settings {

@@ -7,6 +7,7 @@
 //! Must never: take a lock or allocate when counting (fixed arrays of
 //! atomics; unknown statuses share one counter), or grow with traffic.
 
+use crate::light::Color;
 use crate::log;
 use crate::program::Reason;
 use crate::route::{Route, Routes};
@@ -197,6 +198,16 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         "1 while a route's circuit breaker is open.",
     );
     family(
+        "fiddler_light",
+        "gauge",
+        "The traffic light (available memory, load), one-hot.",
+    );
+    family(
+        "fiddler_shedding",
+        "gauge",
+        "1 while the light sheds load (from red until green).",
+    );
+    family(
         "fiddler_bans_active",
         "gauge",
         "Peers banned now for bad requests.",
@@ -297,6 +308,15 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
             u8::from(r.breaker.is_open())
         ));
     }
+    let light = s.light();
+    for color in Color::ALL {
+        line(format_args!(
+            "fiddler_light{{color=\"{}\"}} {}",
+            color.name(),
+            u8::from(light == color)
+        ));
+    }
+    line(format_args!("fiddler_shedding {}", u8::from(s.shedding())));
     line(format_args!(
         "fiddler_bans_active {}",
         s.bans.active(Instant::now())
@@ -331,6 +351,7 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
          \"handler\":{{\"state\":\"{}\",\"restarts\":{}}},\
          \"queue\":{{\"depth\":{},\"capacity\":{}}},\
          \"connections\":{{\"reading\":{},\"writing\":{}}},\
+         \"light\":\"{}\",\"shedding\":{},\
          \"programs_started\":{},\"bans_active\":{},\"dropped\":{{",
         env!("CARGO_PKG_VERSION"),
         s.started.elapsed().as_secs(),
@@ -341,6 +362,8 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
         s.capacity,
         s.reading.load(Relaxed),
         s.writing.load(Relaxed),
+        s.light().name(),
+        s.shedding(),
         s.programs_started.load(Relaxed),
         s.bans.active(Instant::now()),
     );

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Bytes of stderr kept (the last ones) for the log.
@@ -41,9 +41,62 @@ pub struct Run<'a> {
     /// The client's socket: if the client leaves, the program is stopped.
     pub client: Option<RawFd>,
     pub sandbox: &'a Sandbox,
-    /// Holds the program's process group while it runs (0 otherwise), so
-    /// another thread can stop it if the caller cannot.
-    pub group: &'a AtomicU32,
+    /// Where the program is published while it runs, so another thread can
+    /// stop it if the caller cannot.
+    pub running: &'a Running,
+}
+
+/// The program that runs now, as other threads see it: its process group
+/// (0: none) and the time by which it must be gone (its deadline plus the
+/// kill grace), in milliseconds since `epoch`.
+pub struct Running {
+    group: AtomicU32,
+    end: AtomicU64,
+    epoch: Instant,
+}
+
+impl Running {
+    pub fn new() -> Running {
+        Running {
+            group: AtomicU32::new(0),
+            end: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Publishes a program that started: its group, and when it must end.
+    pub fn start(&self, group: u32, end: Instant) {
+        self.end.store(self.ms(end), Relaxed);
+        self.group.store(group, Relaxed);
+    }
+
+    /// Unpublishes `group`, unless another program was published since (by
+    /// a handler that replaced a hung one).
+    pub fn end(&self, group: u32) {
+        let _ = self.group.compare_exchange(group, 0, Relaxed, Relaxed);
+    }
+
+    /// The running program's group, if any.
+    pub fn group(&self) -> Option<u32> {
+        Some(self.group.load(Relaxed)).filter(|&g| g != 0)
+    }
+
+    /// The running program's group if it should have ended by `now`.
+    pub fn overdue(&self, now: Instant) -> Option<u32> {
+        self.group()
+            .filter(|_| self.end.load(Relaxed) < self.ms(now))
+    }
+
+    /// Sends `signal` to the running program's whole group, if there is one.
+    pub fn signal(&self, signal: i32) {
+        if let Some(group) = self.group() {
+            let _ = sys::kill_group(group, signal);
+        }
+    }
 }
 
 /// Where and as whom a program runs, and its resource limits.
@@ -226,7 +279,7 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
     }
     sys::prepare_child(&mut cmd, sandbox.limits);
     let child = cmd.spawn().map_err(Failure::Spawn)?;
-    let mut group = Group::new(child, run.group);
+    let mut group = Group::new(child, run.running, run.deadline + run.kill_grace);
     let mut scratch = vec![0u8; 64 * 1024];
     let result = group.serve(run, &mut scratch, stream);
     if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
@@ -239,7 +292,7 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
 /// and reaped when this is dropped, whatever happened before.
 struct Group<'a> {
     child: Child,
-    published: &'a AtomicU32,
+    published: &'a Running,
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
@@ -248,9 +301,9 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(mut child: Child, published: &'a AtomicU32) -> Group<'a> {
+    fn new(mut child: Child, published: &'a Running, end: Instant) -> Group<'a> {
         let exit = sys::pidfd_open(child.id()).ok();
-        published.store(child.id(), Relaxed);
+        published.start(child.id(), end);
         Group {
             published,
             stdin: child.stdin.take(),
@@ -462,7 +515,7 @@ impl Drop for Group<'_> {
     fn drop(&mut self) {
         // Unpublished before it is reaped, so its number is never signalled
         // once the kernel could give it to another process.
-        self.published.store(0, Relaxed);
+        self.published.end(self.child.id());
         // The group may hold stragglers even after the leader exited (a
         // daemonised grandchild): kill them all. ESRCH means none are left.
         let pgid = self.child.id();

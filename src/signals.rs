@@ -19,7 +19,6 @@ use std::ffi::OsString;
 use std::io::{self, ErrorKind, PipeReader, Read};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -80,10 +79,7 @@ impl Signals {
                 self.inbox.wake();
             }
             SIGTERM | SIGINT => {
-                let group = self.state.running_group.load(Relaxed);
-                if group != 0 {
-                    let _ = sys::kill_group(group, SIGKILL);
-                }
+                self.state.running.signal(SIGKILL);
                 log::event(format_args!(
                     "signal {sig} again: exiting at once, {} request(s) unfinished",
                     self.state.held()
@@ -139,16 +135,10 @@ pub fn drain(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Durati
         timeout.as_secs(),
         state.held()
     ));
-    let stop = |sig| match state.running_group.load(Relaxed) {
-        0 => {}
-        group => {
-            let _ = sys::kill_group(group, sig);
-        }
-    };
-    stop(SIGTERM);
+    state.running.signal(SIGTERM);
     inbox.wake();
     if !wait_drained(state, woken, inbox, Instant::now() + LAST_WORDS) {
-        stop(SIGKILL);
+        state.running.signal(SIGKILL);
         log::event(format_args!(
             "exiting with {} request(s) unanswered",
             state.held()

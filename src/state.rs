@@ -5,10 +5,12 @@
 //! grows with traffic.
 
 use crate::immune::Bans;
+use crate::light::Color;
 use crate::metrics::Answers;
+use crate::program::Running;
 use std::sync::Arc;
 use std::sync::atomic::{
-    AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
+    AtomicBool, AtomicU8, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed},
 };
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -52,10 +54,12 @@ pub enum Dropped {
     Banned = 5,
     /// Closed at accept: the peer is not in `allow`.
     NotAllowed = 6,
+    /// Closed at accept (or per `--on-full`): the light is red.
+    Shedding = 7,
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 7] = [
+    pub const ALL: [Dropped; 8] = [
         Dropped::QueueFull,
         Dropped::Evicted,
         Dropped::ClientGone,
@@ -63,6 +67,7 @@ impl Dropped {
         Dropped::Draining,
         Dropped::Banned,
         Dropped::NotAllowed,
+        Dropped::Shedding,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +79,7 @@ impl Dropped {
             Dropped::Draining => "draining",
             Dropped::Banned => "banned",
             Dropped::NotAllowed => "not_allowed",
+            Dropped::Shedding => "shedding",
         }
     }
 }
@@ -106,10 +112,20 @@ pub struct State {
     /// A token per freed slot, for a listener that waits for room (`--on-full backlog`).
     room: SyncSender<()>,
     handler: AtomicU8,
+    /// Which handler incarnation is the handler; an older one that wakes
+    /// up (it hung and was replaced) must stop.
+    generation: AtomicU64,
+    /// When the handler's current job must be done by, in ms since
+    /// `started` (0: no job).
+    due: AtomicU64,
     phase: AtomicU8,
-    /// The process group of the running program (0: none), for the
-    /// watchdog and for shutdown to stop it from outside the handler.
-    pub running_group: AtomicU32,
+    /// The traffic light's color (`light::Color`), set by the watchdog.
+    light: AtomicU8,
+    /// Set when the light turns red, cleared when it is green again.
+    shedding: AtomicBool,
+    /// The running program, for the watchdog and for shutdown to stop it
+    /// from outside the handler.
+    pub running: Running,
     pub started: Instant,
     restarts: [AtomicU64; Part::ALL.len()],
     pub programs_started: AtomicU64,
@@ -133,8 +149,12 @@ impl State {
             held: AtomicUsize::new(0),
             room,
             handler: AtomicU8::new(HandlerState::Failed as u8),
+            generation: AtomicU64::new(0),
+            due: AtomicU64::new(0),
             phase: AtomicU8::new(Phase::Serving as u8),
-            running_group: AtomicU32::new(0),
+            light: AtomicU8::new(Color::Green as u8),
+            shedding: AtomicBool::new(false),
+            running: Running::new(),
             started: Instant::now(),
             restarts: Default::default(),
             programs_started: AtomicU64::new(0),
@@ -164,9 +184,33 @@ impl State {
         self.held.load(Acquire) == 0
     }
 
-    /// True while one more complete request may be held: the listener's one check.
+    /// True while one more complete request may be held and the server is
+    /// not shedding load: the listener's one check.
     pub fn has_room(&self) -> bool {
-        self.held() < self.capacity
+        self.held() < self.capacity && !self.shedding()
+    }
+
+    /// True while the light says to shed load.
+    pub fn shedding(&self) -> bool {
+        self.shedding.load(Relaxed)
+    }
+
+    pub fn light(&self) -> Color {
+        match self.light.load(Relaxed) {
+            0 => Color::Green,
+            1 => Color::Yellow,
+            _ => Color::Red,
+        }
+    }
+
+    /// The light turned `color`: red starts shedding, green ends it.
+    pub fn set_light(&self, color: Color) {
+        self.light.store(color as u8, Relaxed);
+        match color {
+            Color::Red => self.shedding.store(true, Relaxed),
+            Color::Green => self.shedding.store(false, Relaxed),
+            Color::Yellow => {}
+        }
     }
 
     /// A slot was freed: wakes a listener that waits for room.
@@ -205,6 +249,33 @@ impl State {
 
     pub fn set_handler_state(&self, s: HandlerState) {
         self.handler.store(s as u8, Relaxed);
+    }
+
+    /// The generation of the handler in charge.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// A new handler takes charge: returns its generation.
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Relaxed) + 1
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.started).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// The handler began a job that must be done by `due` (None: it is done).
+    pub fn set_due(&self, due: Option<Instant>) {
+        self.due.store(due.map_or(0, |t| self.ms(t)), Relaxed);
+    }
+
+    /// True if the handler is past the end of its job: it hangs.
+    pub fn handler_overdue(&self, now: Instant) -> bool {
+        let due = self.due.load(Relaxed);
+        due != 0 && due < self.ms(now)
     }
 
     /// Counts a restart of `part`; returns how many it has had.

@@ -1,0 +1,68 @@
+//! The watchdog: a hung handler is replaced and its program killed, and a
+//! red traffic light sheds load.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+use support::{Control, DEADLINE, Server, TempDir, read_all};
+
+/// The test hook `fiddler-crab:hang` starts the held program, publishes it
+/// as running and hangs the handler for ever: nothing but the watchdog can
+/// end the program or serve the next request.
+#[test]
+fn a_hung_handler_is_replaced_and_its_program_killed() {
+    let dir = TempDir::new();
+    let control = Control::new(&dir.0);
+    let route = format!("GET /hang=fiddler-crab:hang {}", control.program(&dir));
+    let s = Server::start_in(
+        dir,
+        &[
+            "--route",
+            &route,
+            "--route",
+            "GET /ok=echo ok",
+            "--timeout",
+            "1",
+        ],
+    );
+    let mut stuck = s.connect();
+    stuck
+        .write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let held = control.wait_started();
+    held.wait_gone();
+    s.wait_log(|l| l.contains("outlived its deadline; killed"));
+    s.wait_metric("fiddler_handler_restarts_total", |n| n == 1);
+    s.wait_log(|l| l.contains("the handler hung; its standby took over"));
+    assert_eq!(s.get("/ok").text(), "ok\n");
+    assert_eq!(s.metric("fiddler_handler_state{state=\"idle\"}"), 1);
+}
+
+/// Available memory is always below a red line of 1000 GiB.
+#[test]
+fn a_red_light_sheds_new_connections() {
+    let s = Server::with_config(
+        "memory_red = \"1000G\"\n[[route]]\npath = \"/ok\"\ncommand = [\"echo\", \"ok\"]\n",
+        &[],
+    );
+    let start = Instant::now();
+    while s.admin_get("/ready").text() != "shedding\n" {
+        assert!(start.elapsed() < DEADLINE, "the light never turned red");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(s.metric("fiddler_light{color=\"red\"}"), 1);
+    assert_eq!(s.metric("fiddler_shedding"), 1);
+    let mut c = s.connect();
+    c.write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert!(read_all(&mut c).0.is_empty(), "shed unread");
+    assert_eq!(s.metric("fiddler_dropped_total{reason=\"shedding\"}"), 1);
+    s.wait_log(|l| l.contains("the light is red; shedding load"));
+}
