@@ -73,7 +73,7 @@ fn answer(mut stream: TcpStream, state: &State, routes: &Routes) {
                 )
             };
             match head.path.as_str() {
-                "/health" if state.handler_state() == HandlerState::Failed => {
+                "/health" if state.handlers_in(HandlerState::Failed) > 0 => {
                     text(503, "failed\n".into())
                 }
                 "/health" => text(200, "ok\n".into()),

@@ -35,6 +35,28 @@ pub enum OnFull {
     Backlog,
 }
 
+/// Most handlers a server may have: more than one is a deliberate choice
+/// for a machine with room for a few programs at once.
+pub const MAX_HANDLERS: u64 = 4;
+
+/// How many handlers run programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handlers {
+    /// This many, always.
+    Fixed(usize),
+    /// This many while the traffic light is green, one otherwise.
+    Auto(usize),
+}
+
+impl Handlers {
+    /// Handlers to start.
+    pub fn count(self) -> usize {
+        match self {
+            Handlers::Fixed(n) | Handlers::Auto(n) => n,
+        }
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -65,6 +87,7 @@ pub struct Config {
     pub immune: Policy,
     /// When the traffic light turns yellow and red (none: no light).
     pub light: Thresholds,
+    pub handlers: Handlers,
     pub routes: Routes,
 }
 
@@ -128,6 +151,8 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARGâ€¦']â€
   --read-timeout SECS     the whole request must arrive within it       [10]
   --max-body BYTES        largest request body (413 beyond it)      [1 MiB]
   --pace MS               pause of the handler between two programs      [0]
+  --handlers N|auto       programs at once, 1 to 4; auto: max_handlers
+                          while the traffic light is green, else 1       [1]
   --drain-timeout SECS    after SIGTERM, time to finish held requests   [30]
   --log-file PATH         log here instead of stderr (reopened on SIGHUP)
   --log-format text|json  one line of text, or one JSON object, per event
@@ -145,7 +170,8 @@ reopens the log file and reloads the routes from the config file.
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
 answer_memory, allow, trusted, ban_after, ban_window, ban_seconds,
-memory_yellow, memory_red, load_yellow, load_red (the traffic light), and
+memory_yellow, memory_red, load_yellow, load_red (the traffic light),
+max_handlers (for handlers = \"auto\", default 2), and
 [[route]] tables (method, path, command, timeout, env, max_output,
 content_type, cgi, stream, missing, max_arg, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
@@ -185,6 +211,8 @@ struct Builder {
     allow: Vec<Cidr>,
     immune: Policy,
     light: Thresholds,
+    handlers: Option<u64>,
+    max_handlers: u64,
     routes: Vec<RouteDraft>,
 }
 
@@ -219,6 +247,8 @@ impl Default for Builder {
                     .collect(),
             },
             light: Thresholds::default(),
+            handlers: Some(1),
+            max_handlers: 2,
             routes: Vec::new(),
         }
     }
@@ -426,6 +456,14 @@ impl Builder {
             "memory_red" => self.light.memory_red = Some(v.bytes(origin, 0, u64::MAX)?),
             "load_yellow" => self.light.load_yellow = Some(v.decimal(origin)?),
             "load_red" => self.light.load_red = Some(v.decimal(origin)?),
+            "handlers" => {
+                self.handlers = match v {
+                    Input::Toml(Value::String(s)) if s == "auto" => None,
+                    Input::Flag("auto") => None,
+                    _ => Some(v.count(origin, 1, MAX_HANDLERS)?),
+                }
+            }
+            "max_handlers" => self.max_handlers = v.count(origin, 2, MAX_HANDLERS)?,
             _ => return fail(origin, format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -481,6 +519,18 @@ impl Builder {
             b.load_text(DEMO, &demo)?;
             drafts = b.routes;
         }
+        let handlers = match self.handlers {
+            Some(n) => Handlers::Fixed(n as usize),
+            None if self.light.enabled() => Handlers::Auto(self.max_handlers as usize),
+            None => {
+                return Err(ConfigError {
+                    origin: None,
+                    message: "handlers = \"auto\" follows the traffic light: set memory_yellow, \
+                              memory_red, load_yellow or load_red"
+                        .into(),
+                });
+            }
+        };
         let mut list = Vec::with_capacity(drafts.len());
         for d in drafts {
             if d.route.max_output > self.answer_memory {
@@ -514,6 +564,7 @@ impl Builder {
             allow: self.allow,
             immune: self.immune,
             light: self.light,
+            handlers,
             routes: Routes { list, index },
         })
     }
@@ -752,7 +803,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "--quiet" => flags.push((name, inline.or(Some("true".into())))),
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
-            | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" => {
+            | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" | "--handlers" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {
@@ -906,6 +957,11 @@ mod tests {
             (
                 "\nallow = [\"10.0.0.0/8\", \"intranet\"]",
                 "f.toml:2: `intranet` is not an address or a range like 10.0.0.0/8",
+            ),
+            ("handlers = 5", "f.toml:1: 5 is out of range 1..=4"),
+            (
+                "handlers = \"auto\"",
+                "handlers = \"auto\" follows the traffic light: set memory_yellow, memory_red, load_yellow or load_red",
             ),
             (
                 "load_red = \"lots\"",

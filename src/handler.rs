@@ -15,7 +15,7 @@ use crate::log::{self, Escaped};
 use crate::program::{self, Run};
 use crate::queue::Job;
 use crate::route::Route;
-use crate::state::{Dropped, HandlerState, Phase, State};
+use crate::state::{Dropped, HandlerState, HandlerView, Phase, State};
 use crate::stream::Stream;
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 /// What the handler needs, shared by every incarnation of it.
 pub struct Handler {
     pub state: Arc<State>,
+    /// Which handler this is (0 unless `handlers` > 1), and its view in `state`.
+    pub index: usize,
+    pub view: Arc<HandlerView>,
     pub inbox: Inbox,
     /// Pause between two jobs.
     pub pace: Duration,
@@ -41,9 +44,9 @@ pub const HANG_SLACK: Duration = Duration::from_secs(5);
 
 /// What the handler tells the watchdog.
 pub enum Event {
-    /// The handler thread died (a panic outside a job).
-    Died,
-    /// The handler took a batch: there is something to watch.
+    /// A handler thread died (a panic outside a job).
+    Died(usize),
+    /// A handler took a batch: there is something to watch.
     Busy,
 }
 
@@ -63,7 +66,7 @@ impl Standby {
                     return; // never needed
                 };
                 let _sentinel = Sentinel {
-                    state: &handler.state,
+                    handler: &handler,
                     events: events.clone(),
                 };
                 handler.serve(generation, &events);
@@ -79,15 +82,15 @@ impl Standby {
 
 /// Reports the death of its thread to the watchdog while unwinding.
 struct Sentinel<'a> {
-    state: &'a State,
+    handler: &'a Handler,
     events: SyncSender<Event>,
 }
 
 impl Drop for Sentinel<'_> {
     fn drop(&mut self) {
         if thread::panicking() {
-            self.state.set_handler_state(HandlerState::Failed);
-            let _ = self.events.send(Event::Died);
+            self.handler.view.set_state(HandlerState::Failed);
+            let _ = self.events.send(Event::Died(self.handler.index));
         }
     }
 }
@@ -97,16 +100,16 @@ impl Handler {
     /// or a newer generation took over (this one hung and was replaced:
     /// what is left of its batch is dropped, its connections closed).
     fn serve(&self, generation: u64, events: &SyncSender<Event>) {
-        let in_charge = || self.state.generation() == generation;
+        let in_charge = || self.view.generation() == generation;
         while in_charge() {
             let (tx, rx) = sync_channel(1);
-            self.state.set_handler_state(HandlerState::Idle);
-            if !self.inbox.send(ToGate::Idle(tx)) {
+            self.view.set_state(HandlerState::Idle);
+            if !self.inbox.send(ToGate::Idle(self.index, tx)) {
                 return;
             }
             // An error means the gate restarted and lost our request: ask again.
             let Ok(batch) = rx.recv() else { continue };
-            self.state.set_handler_state(HandlerState::Busy);
+            self.view.set_state(HandlerState::Busy);
             let _ = events.try_send(Event::Busy);
             for job in batch {
                 if !in_charge() {
@@ -126,14 +129,14 @@ impl Handler {
             return;
         }
         let route = &job.route;
-        self.state.set_due(Some(
+        self.view.set_due(Some(
             Instant::now() + route.timeout + route.kill_grace + HANG_SLACK,
         ));
         #[cfg(debug_assertions)]
         test_hook(self, &job, false);
         self.serve_admitted(job);
-        if self.state.generation() == generation {
-            self.state.set_due(None);
+        if self.view.generation() == generation {
+            self.view.set_due(None);
         }
     }
 
@@ -221,7 +224,7 @@ impl Handler {
                     .cancel_on_disconnect
                     .then(|| job.conn.stream.as_raw_fd()),
                 sandbox: &route.sandbox,
-                running: &self.state.running,
+                running: &self.view.running,
             },
             stream.as_mut(),
         );
@@ -346,7 +349,7 @@ fn test_hook(handler: &Handler, job: &Job, inside_job: bool) {
                     .spawn();
                 if let Ok(child) = started {
                     let end = Instant::now() + job.route.timeout + job.route.kill_grace;
-                    handler.state.running.start(child.id(), end);
+                    handler.view.running.start(child.id(), end);
                 }
             }
             loop {

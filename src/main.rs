@@ -109,17 +109,28 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         config.routes.list.len(),
     ));
 
-    let (state, room) = State::new(config.queue);
+    let auto = matches!(config.handlers, config::Handlers::Auto(_));
+    let (state, room) = State::new(config.queue, config.handlers.count(), auto);
     let (inbox, mailbox) = gate::mailbox(config.max_reading + config.queue + 16)?;
 
-    // The handler: runs one program at a time; its standby waits beside it,
-    // and the watchdog watches both, the running program and the light.
-    let handler = Arc::new(Handler {
-        state: Arc::clone(&state),
-        inbox: inbox.clone(),
-        pace: config.pace,
-    });
-    watchdog::start_handler(handler, config.light)?;
+    // The handler: runs one program at a time (one per handler, if more are
+    // configured); a standby waits beside each, and the watchdog watches
+    // them, their programs and the light.
+    let handlers = state
+        .handlers
+        .iter()
+        .enumerate()
+        .map(|(index, view)| {
+            Arc::new(Handler {
+                state: Arc::clone(&state),
+                index,
+                view: Arc::clone(view),
+                inbox: inbox.clone(),
+                pace: config.pace,
+            })
+        })
+        .collect();
+    watchdog::start_handlers(handlers, config.light)?;
 
     // The gate: reads requests, queues jobs, writes answers.
     let settings = Settings {

@@ -117,14 +117,12 @@ fn label(r: &Route) -> String {
     format!("{} {}", r.method.as_str(), r.pattern)
 }
 
-/// The handler's state as a name.
-fn handler_state(s: &State) -> &'static str {
-    match s.handler_state() {
-        HandlerState::Idle => "idle",
-        HandlerState::Busy => "busy",
-        HandlerState::Failed => "failed",
-    }
-}
+/// The handlers' states, with their names.
+const HANDLER_STATES: [(HandlerState, &str); 3] = [
+    (HandlerState::Idle, "idle"),
+    (HandlerState::Busy, "busy"),
+    (HandlerState::Failed, "failed"),
+];
 
 /// True while a load balancer should send work here.
 pub fn ready(s: &State) -> bool {
@@ -155,7 +153,13 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
     family(
         "fiddler_handler_state",
         "gauge",
-        "The handler's state, one-hot.",
+        "Handlers in each state (one-hot with one handler).",
+    );
+    family("fiddler_handlers", "gauge", "Handlers (`handlers`).");
+    family(
+        "fiddler_handlers_allowed",
+        "gauge",
+        "Handlers that may take work now (all, or one while an auto light is not green).",
     );
     family(
         "fiddler_handler_restarts_total",
@@ -236,13 +240,17 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
             n.load(Relaxed)
         ));
     }
-    let now = handler_state(s);
-    for name in ["idle", "busy", "failed"] {
+    for (state, name) in HANDLER_STATES {
         line(format_args!(
             "fiddler_handler_state{{state=\"{name}\"}} {}",
-            u8::from(now == name)
+            s.handlers_in(state)
         ));
     }
+    line(format_args!("fiddler_handlers {}", s.handlers.len()));
+    line(format_args!(
+        "fiddler_handlers_allowed {}",
+        s.handlers_allowed()
+    ));
     line(format_args!(
         "fiddler_handler_restarts_total {}",
         s.restarts(Part::Handler)
@@ -348,7 +356,7 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
     let _ = write!(
         j,
         "{{\"version\":\"{}\",\"uptime_seconds\":{},\"phase\":\"{phase}\",\"ready\":{},\
-         \"handler\":{{\"state\":\"{}\",\"restarts\":{}}},\
+         \"handlers\":{{\"count\":{},\"allowed\":{},\"idle\":{},\"busy\":{},\"failed\":{},\"restarts\":{}}},\
          \"queue\":{{\"depth\":{},\"capacity\":{}}},\
          \"connections\":{{\"reading\":{},\"writing\":{}}},\
          \"light\":\"{}\",\"shedding\":{},\
@@ -356,7 +364,11 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
         env!("CARGO_PKG_VERSION"),
         s.started.elapsed().as_secs(),
         ready(s),
-        handler_state(s),
+        s.handlers.len(),
+        s.handlers_allowed(),
+        s.handlers_in(HandlerState::Idle),
+        s.handlers_in(HandlerState::Busy),
+        s.handlers_in(HandlerState::Failed),
         s.restarts(Part::Handler),
         s.held(),
         s.capacity,

@@ -2,7 +2,9 @@
 //!
 //! Owns: the jobs waiting for the handler, as one `Vec` that is handed over
 //! *whole* (moved through a channel the handler made) when the handler says
-//! it is idle; and `Slot`, the one way to count a held request.
+//! it is idle — or, with more than one handler, a job at a time to
+//! whichever is idle, so none idles while another has work waiting; and
+//! `Slot`, the one way to count a held request.
 //! Must never: be shared (gate and handler never touch the same batch), or
 //! hold more jobs than `queue` slots allow.
 
@@ -45,34 +47,50 @@ pub struct Job {
 pub type Batch = Vec<Job>;
 
 /// The gate's side of the handoff.
-#[derive(Default)]
 pub struct Queue {
     waiting: Batch,
-    /// Set while the handler waits for work: where to send the next batch.
-    idle: Option<SyncSender<Batch>>,
+    /// Per handler, set while it waits for work: where to send its next batch.
+    idle: Vec<Option<SyncSender<Batch>>>,
 }
 
 impl Queue {
+    pub fn new(handlers: usize) -> Queue {
+        Queue {
+            waiting: Batch::new(),
+            idle: (0..handlers.max(1)).map(|_| None).collect(),
+        }
+    }
+
     pub fn push(&mut self, job: Job) {
         self.waiting.push(job);
     }
 
-    /// The handler is idle and takes its next batch through `tx`.
-    pub fn handler_idle(&mut self, tx: SyncSender<Batch>) {
-        self.idle = Some(tx);
+    /// Handler `i` is idle and takes its next batch through `tx`.
+    pub fn handler_idle(&mut self, i: usize, tx: SyncSender<Batch>) {
+        if let Some(slot) = self.idle.get_mut(i) {
+            *slot = Some(tx);
+        }
     }
 
-    /// Hands every waiting job to an idle handler at once. If the handler is
-    /// gone, the batch stays here for its replacement.
-    pub fn hand_off(&mut self) {
-        if self.waiting.is_empty() {
-            return;
-        }
-        let Some(tx) = self.idle.take() else { return };
-        match tx.try_send(std::mem::take(&mut self.waiting)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
-                self.waiting = batch;
+    /// Hands waiting jobs to the idle handlers among the first `allowed`:
+    /// a lone handler takes them all at once, one of several takes one. If a
+    /// handler is gone, its jobs stay here for its replacement, in order.
+    pub fn hand_off(&mut self, allowed: usize) {
+        let whole = self.idle.len() == 1;
+        for idle in self.idle.iter_mut().take(allowed) {
+            if self.waiting.is_empty() {
+                return;
+            }
+            let Some(tx) = idle.take() else { continue };
+            let batch = if whole {
+                std::mem::take(&mut self.waiting)
+            } else {
+                vec![self.waiting.remove(0)]
+            };
+            if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
+                tx.try_send(batch)
+            {
+                self.waiting.splice(0..0, batch);
             }
         }
     }

@@ -79,7 +79,7 @@ impl Signals {
                 self.inbox.wake();
             }
             SIGTERM | SIGINT => {
-                self.state.running.signal(SIGKILL);
+                self.state.signal_programs(SIGKILL);
                 log::event(format_args!(
                     "signal {sig} again: exiting at once, {} request(s) unfinished",
                     self.state.held()
@@ -135,10 +135,10 @@ pub fn drain(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Durati
         timeout.as_secs(),
         state.held()
     ));
-    state.running.signal(SIGTERM);
+    state.signal_programs(SIGTERM);
     inbox.wake();
     if !wait_drained(state, woken, inbox, Instant::now() + LAST_WORDS) {
-        state.running.signal(SIGKILL);
+        state.signal_programs(SIGKILL);
         log::event(format_args!(
             "exiting with {} request(s) unanswered",
             state.held()

@@ -111,21 +111,16 @@ pub struct State {
     pub(crate) held: AtomicUsize,
     /// A token per freed slot, for a listener that waits for room (`--on-full backlog`).
     room: SyncSender<()>,
-    handler: AtomicU8,
-    /// Which handler incarnation is the handler; an older one that wakes
-    /// up (it hung and was replaced) must stop.
-    generation: AtomicU64,
-    /// When the handler's current job must be done by, in ms since
-    /// `started` (0: no job).
-    due: AtomicU64,
+    /// One per handler (`handlers`, 1 unless configured).
+    pub handlers: Box<[Arc<HandlerView>]>,
+    /// `handlers = "auto"`: all of them run while the light is green, one
+    /// otherwise.
+    auto: bool,
     phase: AtomicU8,
     /// The traffic light's color (`light::Color`), set by the watchdog.
     light: AtomicU8,
     /// Set when the light turns red, cleared when it is green again.
     shedding: AtomicBool,
-    /// The running program, for the watchdog and for shutdown to stop it
-    /// from outside the handler.
-    pub running: Running,
     pub started: Instant,
     restarts: [AtomicU64; Part::ALL.len()],
     pub programs_started: AtomicU64,
@@ -142,19 +137,19 @@ pub struct State {
 
 impl State {
     /// The state, and the receiving end of the room tokens (for the listener).
-    pub fn new(capacity: usize) -> (Arc<State>, Receiver<()>) {
+    pub fn new(capacity: usize, handlers: usize, auto: bool) -> (Arc<State>, Receiver<()>) {
         let (room, room_rx) = sync_channel(1);
         let state = State {
             capacity,
             held: AtomicUsize::new(0),
             room,
-            handler: AtomicU8::new(HandlerState::Failed as u8),
-            generation: AtomicU64::new(0),
-            due: AtomicU64::new(0),
+            handlers: (0..handlers.max(1))
+                .map(|_| Arc::new(HandlerView::new()))
+                .collect(),
+            auto,
             phase: AtomicU8::new(Phase::Serving as u8),
             light: AtomicU8::new(Color::Green as u8),
             shedding: AtomicBool::new(false),
-            running: Running::new(),
             started: Instant::now(),
             restarts: Default::default(),
             programs_started: AtomicU64::new(0),
@@ -239,43 +234,26 @@ impl State {
         self.phase() >= Phase::Draining
     }
 
-    pub fn handler_state(&self) -> HandlerState {
-        match self.handler.load(Relaxed) {
-            0 => HandlerState::Idle,
-            1 => HandlerState::Busy,
-            _ => HandlerState::Failed,
+    /// How many handlers may take work now: all of them, but with
+    /// `handlers = "auto"` only one unless the light is green.
+    pub fn handlers_allowed(&self) -> usize {
+        if self.auto && self.light() != Color::Green {
+            1
+        } else {
+            self.handlers.len()
         }
     }
 
-    pub fn set_handler_state(&self, s: HandlerState) {
-        self.handler.store(s as u8, Relaxed);
+    /// Sends `signal` to the group of every running program.
+    pub fn signal_programs(&self, signal: i32) {
+        for h in &self.handlers {
+            h.running.signal(signal);
+        }
     }
 
-    /// The generation of the handler in charge.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Relaxed)
-    }
-
-    /// A new handler takes charge: returns its generation.
-    pub fn next_generation(&self) -> u64 {
-        self.generation.fetch_add(1, Relaxed) + 1
-    }
-
-    fn ms(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.started).as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
-    }
-
-    /// The handler began a job that must be done by `due` (None: it is done).
-    pub fn set_due(&self, due: Option<Instant>) {
-        self.due.store(due.map_or(0, |t| self.ms(t)), Relaxed);
-    }
-
-    /// True if the handler is past the end of its job: it hangs.
-    pub fn handler_overdue(&self, now: Instant) -> bool {
-        let due = self.due.load(Relaxed);
-        due != 0 && due < self.ms(now)
+    /// How many handlers are in state `s`.
+    pub fn handlers_in(&self, s: HandlerState) -> usize {
+        self.handlers.iter().filter(|h| h.state() == s).count()
     }
 
     /// Counts a restart of `part`; returns how many it has had.
@@ -301,5 +279,70 @@ impl State {
         self.dropped
             .get(why as usize)
             .map_or(0, |n| n.load(Relaxed))
+    }
+}
+
+/// What every thread may read of one handler: its state, which incarnation
+/// is in charge, when its job must be done, and its running program.
+pub struct HandlerView {
+    state: AtomicU8,
+    /// An older incarnation that wakes up (it hung and was replaced) must stop.
+    generation: AtomicU64,
+    /// When the current job must be done, in ms since `epoch` (0: no job).
+    due: AtomicU64,
+    epoch: Instant,
+    /// The running program, for the watchdog and for shutdown to stop it
+    /// from outside the handler.
+    pub running: Running,
+}
+
+impl HandlerView {
+    fn new() -> HandlerView {
+        HandlerView {
+            state: AtomicU8::new(HandlerState::Failed as u8),
+            generation: AtomicU64::new(0),
+            due: AtomicU64::new(0),
+            epoch: Instant::now(),
+            running: Running::new(),
+        }
+    }
+
+    pub fn state(&self) -> HandlerState {
+        match self.state.load(Relaxed) {
+            0 => HandlerState::Idle,
+            1 => HandlerState::Busy,
+            _ => HandlerState::Failed,
+        }
+    }
+
+    pub fn set_state(&self, s: HandlerState) {
+        self.state.store(s as u8, Relaxed);
+    }
+
+    /// The generation of the incarnation in charge.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Relaxed)
+    }
+
+    /// A new incarnation takes charge: returns its generation.
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Relaxed) + 1
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// A job began that must be done by `due` (None: it is done).
+    pub fn set_due(&self, due: Option<Instant>) {
+        self.due.store(due.map_or(0, |t| self.ms(t)), Relaxed);
+    }
+
+    /// True if the handler is busy past the end of its job: it hangs.
+    pub fn overdue(&self, now: Instant) -> bool {
+        let due = self.due.load(Relaxed);
+        self.state() == HandlerState::Busy && due != 0 && due < self.ms(now)
     }
 }

@@ -32,16 +32,20 @@ const TICK: Duration = Duration::from_secs(1);
 /// watchdog kills its group itself (the handler should have).
 const OVERDUE_SLACK: Duration = Duration::from_secs(2);
 
-/// Starts the handler and the thread that watches it and the light.
-pub fn start_handler(handler: Arc<Handler>, light: Thresholds) -> io::Result<()> {
-    // One event at a time: the next is reported once this one is handled.
-    let (events, heard) = sync_channel(1);
-    Standby::spawn(Arc::clone(&handler), events.clone())?.activate(handler.state.next_generation());
-    let standby = Standby::spawn(Arc::clone(&handler), events.clone())?;
+/// Starts the handlers, a standby beside each, and the thread that watches
+/// them and the light.
+pub fn start_handlers(handlers: Vec<Arc<Handler>>, light: Thresholds) -> io::Result<()> {
+    // One event per handler at a time: the next is reported once it is handled.
+    let (events, heard) = sync_channel(handlers.len());
+    let mut standbys = Vec::with_capacity(handlers.len());
+    for h in &handlers {
+        Standby::spawn(Arc::clone(h), events.clone())?.activate(h.view.next_generation());
+        standbys.push(Some(Standby::spawn(Arc::clone(h), events.clone())?));
+    }
     let mut watchdog = Watchdog {
-        handler,
+        handlers,
         events,
-        standby: Some(standby),
+        standbys,
         light,
     };
     thread::Builder::new()
@@ -52,24 +56,27 @@ pub fn start_handler(handler: Arc<Handler>, light: Thresholds) -> io::Result<()>
 }
 
 struct Watchdog {
-    handler: Arc<Handler>,
+    handlers: Vec<Arc<Handler>>,
     events: SyncSender<Event>,
-    standby: Option<Standby>,
+    /// The standby beside each handler.
+    standbys: Vec<Option<Standby>>,
     light: Thresholds,
 }
 
 impl Watchdog {
     fn run(&mut self, heard: &Receiver<Event>) {
         loop {
-            let state = &self.handler.state;
-            let watching = self.light.enabled() || state.handler_state() == HandlerState::Busy;
-            let event = if watching {
+            let busy = self
+                .handlers
+                .iter()
+                .any(|h| h.view.state() == HandlerState::Busy);
+            let event = if self.light.enabled() || busy {
                 heard.recv_timeout(TICK)
             } else {
                 heard.recv().map_err(|_| RecvTimeoutError::Disconnected)
             };
             match event {
-                Ok(Event::Died) => self.replace("died"),
+                Ok(Event::Died(i)) => self.replace(i, "died"),
                 Ok(Event::Busy) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -78,22 +85,29 @@ impl Watchdog {
     }
 
     fn look(&mut self, now: Instant) {
-        let state = Arc::clone(&self.handler.state);
-        if let Some(group) = now
-            .checked_sub(OVERDUE_SLACK)
-            .and_then(|t| state.running.overdue(t))
-        {
-            let _ = crate::sys::kill_group(group, SIGKILL);
-            log::event(format_args!(
-                "watchdog: program group {group} outlived its deadline; killed"
-            ));
+        for i in 0..self.handlers.len() {
+            let Some(view) = self.handlers.get(i).map(|h| Arc::clone(&h.view)) else {
+                continue;
+            };
+            if let Some(group) = now
+                .checked_sub(OVERDUE_SLACK)
+                .and_then(|t| view.running.overdue(t))
+            {
+                let _ = crate::sys::kill_group(group, SIGKILL);
+                log::event(format_args!(
+                    "watchdog: program group {group} outlived its deadline; killed"
+                ));
+            }
+            if view.overdue(now) {
+                // One program per handler, even across the replacement.
+                view.running.signal(SIGKILL);
+                view.set_due(None);
+                self.replace(i, "hung");
+            }
         }
-        if state.handler_state() == HandlerState::Busy && state.handler_overdue(now) {
-            // One program at a time, even across the replacement.
-            state.running.signal(SIGKILL);
-            state.set_due(None);
-            self.replace("hung");
-        }
+        let Some(state) = self.handlers.first().map(|h| Arc::clone(&h.state)) else {
+            return;
+        };
         if self.light.enabled() {
             let before = state.light();
             let color = self.light.color(light::sample());
@@ -108,6 +122,10 @@ impl Watchdog {
                         ""
                     }
                 ));
+                // How many handlers may work may have changed.
+                if let Some(h) = self.handlers.first() {
+                    h.inbox.wake();
+                }
             }
             if color == Color::Green {
                 // A listener waiting for room looks again.
@@ -116,26 +134,31 @@ impl Watchdog {
         }
     }
 
-    /// The standby becomes the handler, and a new standby is made.
-    fn replace(&mut self, why: &str) {
-        let state = &self.handler.state;
-        let generation = state.next_generation();
-        let next = match self.standby.take() {
+    /// Handler `i`'s standby takes over, and a new standby is made.
+    fn replace(&mut self, i: usize, why: &str) {
+        let Some(handler) = self.handlers.get(i).map(Arc::clone) else {
+            return;
+        };
+        let generation = handler.view.next_generation();
+        let next = match self.standbys.get_mut(i).and_then(Option::take) {
             Some(s) => s,
-            None => self.spawn_standby(),
+            None => self.spawn_standby(&handler),
         };
         next.activate(generation);
-        let n = state.count_restart(Part::Handler);
+        let n = handler.state.count_restart(Part::Handler);
         log::event(format_args!(
-            "watchdog: the handler {why}; its standby took over (restart {n})"
+            "watchdog: handler {i} {why}; its standby took over (restart {n})"
         ));
-        self.standby = Some(self.spawn_standby());
+        let standby = self.spawn_standby(&handler);
+        if let Some(slot) = self.standbys.get_mut(i) {
+            *slot = Some(standby);
+        }
     }
 
     /// A new standby, trying again (with a pause) while threads cannot be made.
-    fn spawn_standby(&self) -> Standby {
+    fn spawn_standby(&self, handler: &Arc<Handler>) -> Standby {
         loop {
-            match Standby::spawn(Arc::clone(&self.handler), self.events.clone()) {
+            match Standby::spawn(Arc::clone(handler), self.events.clone()) {
                 Ok(s) => return s,
                 Err(e) => {
                     log::event(format_args!(

@@ -211,14 +211,14 @@ fn metrics_and_status_count_what_happened() {
     let out = python(
         "import json, sys\n\
          d = json.load(sys.stdin)\n\
-         print(d['phase'], d['ready'], d['handler']['state'], d['programs_started'],\n\
+         print(d['phase'], d['ready'], d['handlers']['idle'], d['programs_started'],\n\
                d['queue']['depth'], d['unrouted_answers'],\n\
                [(r['method'], r['path'], r['answers']) for r in d['routes']])",
         &status.body,
     );
     assert_eq!(
         out,
-        "serving True idle 6 0 1 [('POST', '/echo', 5), ('GET', '/fail', 1)]\n"
+        "serving True 1 6 0 1 [('POST', '/echo', 5), ('GET', '/fail', 1)]\n"
     );
 }
 

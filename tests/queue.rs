@@ -13,7 +13,7 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
-use support::{Server, busy, heavy, overlapped, read_all, read_reply, starts};
+use support::{Control, Server, TempDir, busy, heavy, overlapped, read_all, read_reply, starts};
 
 fn send(s: &Server, body: &str) -> TcpStream {
     s.send_post("/held", body)
@@ -155,4 +155,59 @@ fn a_dead_handler_is_replaced_by_its_standby() {
     s.wait_metric("fiddler_handler_restarts_total", |n| n == 2);
     assert_eq!(s.get("/ok").text(), "ok\n");
     assert!(s.alive());
+}
+
+#[test]
+fn two_handlers_run_two_programs_at_once_and_the_queue_bounds_the_total() {
+    let (s, control, mut a, held_a) = busy(&["--handlers", "2", "--queue", "3"], "a");
+    let mut b = send(&s, "b");
+    let held_b = control.wait_started();
+    s.wait_metric("fiddler_handler_state{state=\"busy\"}", |n| n == 2);
+    let mut c = send(&s, "c");
+    s.wait_metric("fiddler_queue_depth", |d| d == 3);
+    // Both handlers hold their programs: the third cannot have started.
+    assert_eq!(starts(&s.dir), 2);
+    let mut excess = send(&s, "d");
+    assert!(read_all(&mut excess).0.is_empty());
+    held_b.release();
+    assert_eq!(read_reply(&mut b).text(), "b");
+    control.wait_started().release();
+    assert_eq!(read_reply(&mut c).text(), "c");
+    held_a.release();
+    assert_eq!(read_reply(&mut a).text(), "a");
+    assert_eq!(starts(&s.dir), 3);
+}
+
+/// `handlers = "auto"`: two while the light is green, one while it is
+/// yellow (available memory is always under 1000 GiB, always over 1 KiB).
+#[test]
+fn auto_handlers_follow_the_light() {
+    for (yellow, allowed) in [("1000G", 1), ("1K", 2)] {
+        let dir = TempDir::new();
+        let control = Control::new(&dir.0);
+        let config = format!(
+            "handlers = \"auto\"\nmax_handlers = 2\nmemory_yellow = \"{yellow}\"\n\
+             [[route]]\nmethod = \"POST\"\npath = \"/held\"\ncommand = {:?}\n",
+            control.program(&dir).split(' ').collect::<Vec<_>>()
+        );
+        let s = Server::with_config_in(dir, &config, &[]);
+        let color = if allowed == 1 { "yellow" } else { "green" };
+        s.wait_metric(&format!("fiddler_light{{color=\"{color}\"}}"), |n| n == 1);
+        s.wait_metric("fiddler_handlers_allowed", |n| n == allowed);
+        let mut first = send(&s, "1");
+        let held = control.wait_started();
+        let mut second = send(&s, "2");
+        s.wait_metric("fiddler_queue_depth", |d| d == 2);
+        if allowed == 2 {
+            control.wait_started().release();
+        } else {
+            assert_eq!(starts(&s.dir), 1, "yellow: one at a time");
+        }
+        held.release();
+        if allowed == 1 {
+            control.wait_started().release();
+        }
+        assert_eq!(read_reply(&mut first).text(), "1");
+        assert_eq!(read_reply(&mut second).text(), "2");
+    }
 }

@@ -41,7 +41,7 @@ fn a_hung_handler_is_replaced_and_its_program_killed() {
     held.wait_gone();
     s.wait_log(|l| l.contains("outlived its deadline; killed"));
     s.wait_metric("fiddler_handler_restarts_total", |n| n == 1);
-    s.wait_log(|l| l.contains("the handler hung; its standby took over"));
+    s.wait_log(|l| l.contains("handler 0 hung; its standby took over"));
     assert_eq!(s.get("/ok").text(), "ok\n");
     assert_eq!(s.metric("fiddler_handler_state{state=\"idle\"}"), 1);
 }

@@ -43,8 +43,8 @@ pub enum ToGate {
     Answer(Answer),
     /// From the handler: a CGI local redirect, to be served as a new GET.
     Redirect(Redirect),
-    /// From the handler: it is idle; send the next batch through this.
-    Idle(SyncSender<Batch>),
+    /// From handler `.0`: it is idle; send its next batch through `.1`.
+    Idle(usize, SyncSender<Batch>),
     /// From the signals thread (SIGHUP): the routes to use from now on.
     Routes(Arc<Routes>),
 }
@@ -177,6 +177,7 @@ pub struct Gate {
 impl Gate {
     pub fn new(settings: Settings, routes: Arc<Routes>, state: Arc<State>) -> Gate {
         let writers = Writers::new(state.capacity, settings.answer_memory);
+        let queue = Queue::new(state.handlers.len());
         Gate {
             readers: VecDeque::with_capacity(settings.max_reading),
             strikes: Strikes::new(settings.immune.clone()),
@@ -184,7 +185,7 @@ impl Gate {
             routes,
             state,
             writers,
-            queue: Queue::default(),
+            queue,
             scratch: vec![0; 16 * 1024],
             fds: Vec::new(),
         }
@@ -195,7 +196,7 @@ impl Gate {
         loop {
             let now = Instant::now();
             self.expire_readers(now);
-            self.queue.hand_off();
+            self.queue.hand_off(self.state.handlers_allowed());
             if self.state.stopping() {
                 self.check_drained(mailbox);
             }
@@ -270,7 +271,7 @@ impl Gate {
                 Ok(ToGate::Accepted(conn)) => self.accept(conn),
                 Ok(ToGate::Answer(a)) => self.send(a.conn, a.response, false, &a.entry),
                 Ok(ToGate::Redirect(r)) => self.redirect(r),
-                Ok(ToGate::Idle(tx)) => self.queue.handler_idle(tx),
+                Ok(ToGate::Idle(i, tx)) => self.queue.handler_idle(i, tx),
                 Ok(ToGate::Routes(routes)) => self.routes = routes,
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
@@ -457,7 +458,7 @@ impl Gate {
                                 slot,
                             };
                             self.queue.push(job);
-                            self.queue.hand_off();
+                            self.queue.hand_off(self.state.handlers_allowed());
                             return;
                         }
                         None => Response::unavailable(1, head_only),
