@@ -9,7 +9,7 @@ use crate::breaker::Breaker;
 use crate::cidr::Cidr;
 use crate::http::Method;
 use crate::immune::Policy;
-use crate::light::Thresholds;
+use crate::light::{self, Thresholds};
 use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Missing};
@@ -312,22 +312,21 @@ impl Input<'_> {
         }
     }
 
-    /// A number ≥ 0 that may have a fraction: `4`, or `"3.5"` (the config
-    /// format has no floats).
-    fn decimal(self, origin: &Origin) -> Result<f64, ConfigError> {
+    /// A number ≥ 0 that may have a fraction, in hundredths: `4` is 400,
+    /// `"3.5"` is 350 (the config format has no floats).
+    fn hundredths(self, origin: &Origin) -> Result<u64, ConfigError> {
         let n = match self {
-            Input::Toml(Value::Integer(n)) => *n as f64,
-            Input::Toml(Value::String(s)) => s.trim().parse().unwrap_or(f64::NAN),
-            Input::Flag(s) => s.trim().parse().unwrap_or(f64::NAN),
+            Input::Toml(Value::Integer(n)) => {
+                u64::try_from(*n).ok().and_then(|n| n.checked_mul(100))
+            }
+            Input::Toml(Value::String(s)) => light::hundredths(s),
+            Input::Flag(s) => light::hundredths(s),
             Input::Toml(v) => {
                 return fail(origin, format!("expected a number, found {}", v.kind()));
             }
         };
-        if n.is_finite() && n >= 0.0 {
-            Ok(n)
-        } else {
-            fail(origin, "expected a number ≥ 0 like 4 or \"3.5\"")
-        }
+        n.ok_or(())
+            .or_else(|()| fail(origin, "expected a number ≥ 0 like 4 or \"3.5\""))
     }
 
     /// A whole number in `lo..=hi`.
@@ -454,8 +453,8 @@ impl Builder {
             "ban_seconds" => self.immune.ban_for = v.seconds(origin)?,
             "memory_yellow" => self.light.memory_yellow = Some(v.bytes(origin, 0, u64::MAX)?),
             "memory_red" => self.light.memory_red = Some(v.bytes(origin, 0, u64::MAX)?),
-            "load_yellow" => self.light.load_yellow = Some(v.decimal(origin)?),
-            "load_red" => self.light.load_red = Some(v.decimal(origin)?),
+            "load_yellow" => self.light.load_yellow = Some(v.hundredths(origin)?),
+            "load_red" => self.light.load_red = Some(v.hundredths(origin)?),
             "handlers" => {
                 self.handlers = match v {
                     Input::Toml(Value::String(s)) if s == "auto" => None,

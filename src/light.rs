@@ -33,16 +33,18 @@ pub struct Thresholds {
     /// Available memory (bytes) below which the light is yellow / red.
     pub memory_yellow: Option<u64>,
     pub memory_red: Option<u64>,
-    /// One-minute load average above which the light is yellow / red.
-    pub load_yellow: Option<f64>,
-    pub load_red: Option<f64>,
+    /// One-minute load average above which the light is yellow / red, in
+    /// hundredths (`3.5` is 350).
+    pub load_yellow: Option<u64>,
+    pub load_red: Option<u64>,
 }
 
 /// What the machine has now; None where it could not be read.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Sample {
     pub available: Option<u64>,
-    pub load: Option<f64>,
+    /// In hundredths.
+    pub load: Option<u64>,
 }
 
 impl Thresholds {
@@ -52,7 +54,7 @@ impl Thresholds {
 
     pub fn color(&self, s: Sample) -> Color {
         let below = |limit: Option<u64>| s.available.zip(limit).is_some_and(|(a, l)| a < l);
-        let above = |limit: Option<f64>| s.load.zip(limit).is_some_and(|(a, l)| a > l);
+        let above = |limit: Option<u64>| s.load.zip(limit).is_some_and(|(a, l)| a > l);
         if below(self.memory_red) || above(self.load_red) {
             Color::Red
         } else if below(self.memory_yellow) || above(self.load_yellow) {
@@ -71,8 +73,25 @@ pub fn sample() -> Sample {
         load: read("/proc/loadavg")
             .split_whitespace()
             .next()
-            .and_then(|l| l.parse().ok()),
+            .and_then(hundredths),
     }
+}
+
+/// `3`, `3.5` or `0.52` in hundredths (300, 350, 52); a third decimal and
+/// beyond are dropped. Integers only: float parsing would add tens of KB.
+pub fn hundredths(s: &str) -> Option<u64> {
+    let (whole, fraction) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !(fraction.is_empty() || digits(fraction)) || s.trim().ends_with('.') {
+        return None;
+    }
+    let cents = fraction.bytes().chain([b'0', b'0']).take(2);
+    let cents = cents.fold(0, |n, b| n * 10 + u64::from(b - b'0'));
+    whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents)
 }
 
 /// `MemAvailable:  123456 kB` in bytes.
@@ -91,8 +110,8 @@ mod tests {
         let t = Thresholds {
             memory_yellow: Some(1000),
             memory_red: Some(100),
-            load_yellow: Some(2.0),
-            load_red: Some(4.0),
+            load_yellow: Some(200),
+            load_red: Some(400),
         };
         let at = |available, load| {
             t.color(Sample {
@@ -100,11 +119,18 @@ mod tests {
                 load: Some(load),
             })
         };
-        assert_eq!(at(5000, 0.5), Color::Green);
-        assert_eq!(at(500, 0.5), Color::Yellow);
-        assert_eq!(at(5000, 3.0), Color::Yellow);
-        assert_eq!(at(50, 0.5), Color::Red);
-        assert_eq!(at(5000, 4.5), Color::Red);
+        assert_eq!(at(5000, 50), Color::Green);
+        assert_eq!(at(500, 50), Color::Yellow);
+        assert_eq!(at(5000, 300), Color::Yellow);
+        assert_eq!(at(50, 50), Color::Red);
+        assert_eq!(at(5000, 450), Color::Red);
+        assert_eq!(hundredths("3"), Some(300));
+        assert_eq!(hundredths("0.52"), Some(52));
+        assert_eq!(hundredths("3.5"), Some(350));
+        assert_eq!(hundredths("1.239"), Some(123));
+        for bad in ["", ".5", "3.", "-1", "x", "1.2.3"] {
+            assert_eq!(hundredths(bad), None, "{bad}");
+        }
         assert_eq!(t.color(Sample::default()), Color::Green);
         assert!(!Thresholds::default().enabled() && t.enabled());
         assert_eq!(

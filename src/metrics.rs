@@ -58,9 +58,23 @@ impl Answers {
     }
 }
 
-/// Upper bounds of the program-time buckets, in seconds (the last bucket, +Inf, is implied).
-const BUCKETS: [f64; 13] = [
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+/// Upper bounds of the program-time buckets: as /metrics shows them, and in
+/// microseconds (the last bucket, +Inf, is implied). Integers only: float
+/// formatting would add tens of KB to the binary.
+const BUCKETS: [(&str, u64); 13] = [
+    ("0.01", 10_000),
+    ("0.05", 50_000),
+    ("0.1", 100_000),
+    ("0.25", 250_000),
+    ("0.5", 500_000),
+    ("1", 1_000_000),
+    ("2.5", 2_500_000),
+    ("5", 5_000_000),
+    ("10", 10_000_000),
+    ("30", 30_000_000),
+    ("60", 60_000_000),
+    ("120", 120_000_000),
+    ("300", 300_000_000),
 ];
 
 /// A histogram of program run times with fixed buckets.
@@ -73,15 +87,14 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = BUCKETS
             .iter()
-            .position(|&b| secs <= b)
+            .position(|&(_, bound)| micros <= bound)
             .unwrap_or(BUCKETS.len());
         if let Some(n) = self.counts.get(i) {
             n.fetch_add(1, Relaxed);
         }
-        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Relaxed);
     }
 }
@@ -290,16 +303,18 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         let route = label(r);
         let h = &r.stats.seconds;
         let mut cumulative = 0;
-        let bounds = BUCKETS.iter().map(f64::to_string).chain(["+Inf".into()]);
+        let bounds = BUCKETS.iter().map(|&(le, _)| le).chain(["+Inf"]);
         for (le, n) in bounds.zip(&h.counts) {
             cumulative += n.load(Relaxed);
             line(format_args!(
                 "fiddler_program_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
             ));
         }
-        let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+        let sum = h.sum_micros.load(Relaxed);
         line(format_args!(
-            "fiddler_program_seconds_sum{{route=\"{route}\"}} {sum}"
+            "fiddler_program_seconds_sum{{route=\"{route}\"}} {}.{:06}",
+            sum / 1_000_000,
+            sum % 1_000_000
         ));
         line(format_args!(
             "fiddler_program_seconds_count{{route=\"{route}\"}} {cumulative}"
