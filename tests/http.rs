@@ -131,6 +131,8 @@ fn statuses_the_server_answers_itself() {
         (b"garbage\r\n\r\n", 400),
         (b"GET /x HTTP/1.1\r\n\r\n", 400), // no Host
         (b"\x00\x01\x02\r\n\r\n", 400),
+        // A TLS ClientHello's first bytes, no line end: 400 at once, not 408.
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", 400),
         (b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n", 404),
         (b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n", 405),
         (

@@ -283,9 +283,10 @@ impl Gate {
             return;
         }
         let _ = conn.stream.set_nodelay(true);
-        if self.readers.len() >= self.settings.max_reading {
-            // The oldest still-reading connection makes way: slow senders
-            // can never lock out a client that sends promptly.
+        // The oldest still-reading connection makes way: slow senders can
+        // never lock out a client that sends promptly. It is read once first:
+        // a request that arrived since the last poll goes on, not away.
+        if self.readers.len() >= self.settings.max_reading && !self.read(0) {
             self.readers.pop_front();
             self.state.count_drop(Dropped::Evicted);
         }

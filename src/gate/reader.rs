@@ -87,11 +87,13 @@ impl Reader {
     fn feed(&mut self, bytes: &[u8], limits: &Limits) -> Result<Status<Request>, RequestError> {
         match &mut self.phase {
             Phase::Head => {
+                let first = self.buf.is_empty();
                 self.buf.extend_from_slice(bytes);
-                // Parse again only when a line ended or a limit may be passed,
-                // so a client that trickles bytes cannot make parsing quadratic.
+                // Parse again only on the first bytes (which may be no HTTP at
+                // all), when a line ended, or when a limit may be passed, so a
+                // client that trickles bytes cannot make parsing quadratic.
                 let big = self.buf.len() > limits.max_line.min(limits.max_head);
-                if !bytes.contains(&b'\n') && !big {
+                if !first && !bytes.contains(&b'\n') && !big {
                     return Ok(Status::Partial);
                 }
                 let Status::Complete((head, n)) = parse_head(&self.buf, limits)? else {

@@ -98,6 +98,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<(Head, usize)>, 
 
     let line_window = rest.get(..limits.max_line).unwrap_or(rest);
     let Some(line_end) = find_lf(line_window) else {
+        // The line starts with a method: bytes that cannot begin one (a TLS
+        // handshake, binary) are refused now, not at the read deadline.
+        let method = rest.split(|&b| b == b' ').next().unwrap_or_default();
+        if !method.iter().all(|&b| is_tchar(b)) {
+            return Err(RequestError::BadRequest);
+        }
         return if rest.len() >= limits.max_line {
             Err(RequestError::UriTooLong)
         } else {
@@ -821,6 +827,10 @@ mod tests {
         // No line end in the first 20 bytes: refused without waiting for more.
         assert_eq!(p(b"GET /123456789012345"), Err(UriTooLong));
         assert_eq!(p(b"GET /12345678901234"), Ok(Status::Partial));
+        // Bytes that cannot begin a method: refused before any line ends.
+        assert_eq!(p(b"\x16\x03\x01\x02\x00"), Err(BadRequest));
+        assert_eq!(p(b"GE\0"), Err(BadRequest));
+        assert_eq!(p(b"GE"), Ok(Status::Partial));
         // A head of exactly 40 bytes is fine; one more byte is not.
         let exact = b"GET / HTTP/1.1\r\nHost: a\r\nX: 12345678\r\n\r\n";
         assert_eq!(exact.len(), 40);
