@@ -9,6 +9,7 @@
 use crate::http::Status;
 use crate::http::request::{Limits, parse_head};
 use crate::http::response::Response;
+use crate::log;
 use crate::metrics;
 use crate::route::Routes;
 use crate::state::{HandlerState, State};
@@ -17,7 +18,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(2);
 
@@ -29,10 +30,20 @@ pub fn run(
     mut routes: Arc<Routes>,
     reloads: &Receiver<Arc<Routes>>,
 ) {
+    let mut stall_told = false;
     for stream in socket.incoming() {
         while let Ok(newer) = reloads.try_recv() {
             routes = newer;
         }
+        // A stuck gate cannot be restarted in place (it holds the mailbox):
+        // /health says so, and a supervisor restarts the process.
+        let stalled = state.gate_stalled(Instant::now());
+        if stalled && !stall_told {
+            log::event(format_args!(
+                "watchdog: the gate has not read its mail for 5 s; /health is 503"
+            ));
+        }
+        stall_told = stalled;
         match stream {
             Ok(stream) => answer(stream, state, &routes),
             Err(_) => thread::sleep(Duration::from_millis(50)),
@@ -73,6 +84,9 @@ fn answer(mut stream: TcpStream, state: &State, routes: &Routes) {
                 )
             };
             match head.path.as_str() {
+                "/health" if state.gate_stalled(Instant::now()) => {
+                    text(503, "gate stalled\n".into())
+                }
                 "/health" if state.handlers_in(HandlerState::Failed) > 0 => {
                     text(503, "failed\n".into())
                 }

@@ -8,7 +8,9 @@
 //! backlog` it holds the connection it just accepted and accepts no other
 //! until a slot is freed: the kernel's backlog holds or refuses the rest.
 //! Once shutdown begins (the signals thread shuts the socket down, which
-//! wakes `accept`), it returns.
+//! wakes `accept`), it returns. If accept keeps failing because the socket
+//! itself broke (not for want of descriptors or memory), it binds a new one
+//! at the same address.
 //! Must never: read from a socket, or spin when accept fails.
 
 use crate::cidr::Cidr;
@@ -17,11 +19,12 @@ use crate::gate::{Inbox, ToGate};
 use crate::http::response::Response;
 use crate::log;
 use crate::queue::Conn;
-use crate::state::{Dropped, State};
-use std::io::{ErrorKind, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
+use crate::state::{Dropped, Part, State};
+use crate::sys;
+use std::io::{self, ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -29,9 +32,61 @@ use std::time::{Duration, Instant, SystemTime};
 /// to the last, doubling, so a persistent failure costs almost nothing.
 const BACKOFF_FIRST: Duration = Duration::from_millis(5);
 const BACKOFF_LAST: Duration = Duration::from_secs(1);
+/// Failures in a row, with the socket itself broken, before it is re-bound.
+const BROKEN_STREAK: u32 = 3;
+
+/// The listening socket, which the listener may replace (re-bind) and the
+/// signals thread shuts down. The lock is taken only for that, never per
+/// connection: the listener accepts on its own handle.
+pub struct Door {
+    addr: SocketAddr,
+    socket: Mutex<Arc<TcpListener>>,
+}
+
+impl Door {
+    pub fn new(socket: TcpListener) -> io::Result<Door> {
+        Ok(Door {
+            addr: socket.local_addr()?,
+            socket: Mutex::new(Arc::new(socket)),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn current(&self) -> Arc<TcpListener> {
+        Arc::clone(&self.socket.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Shuts the current socket down: `accept` wakes with an error, and the
+    /// kernel refuses new connections.
+    pub fn shut(&self) -> io::Result<()> {
+        sys::shutdown(&*self.current())
+    }
+
+    /// Binds a new socket at the same address in place of the current one.
+    fn rebind(&self) -> io::Result<Arc<TcpListener>> {
+        let mut slot = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
+        // The old one stops listening first, so the address is free.
+        let _ = sys::shutdown(&**slot);
+        let new = Arc::new(TcpListener::bind(self.addr)?);
+        *slot = Arc::clone(&new);
+        Ok(new)
+    }
+}
+
+/// True if `e` says the socket itself is broken (not listening, closed, not
+/// a socket), rather than out of descriptors or memory for a while.
+fn broken(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(sys::EBADF | sys::EINVAL | sys::ENOTSOCK)
+    )
+}
 
 pub struct Listener {
-    pub socket: Arc<TcpListener>,
+    pub door: Arc<Door>,
     pub state: Arc<State>,
     pub inbox: Inbox,
     pub on_full: OnFull,
@@ -46,11 +101,13 @@ impl Listener {
     pub fn run(&self) {
         let mut canned = Canned::default();
         let mut backoff = BACKOFF_FIRST;
+        let mut socket = self.door.current();
+        let mut broken_streak = 0;
         loop {
             if self.state.stopping() {
                 return;
             }
-            let (stream, peer) = match self.socket.accept() {
+            let (stream, peer) = match socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e)
                     if matches!(
@@ -61,7 +118,28 @@ impl Listener {
                     continue;
                 }
                 Err(_) if self.state.stopping() => return,
+                Err(e) if broken(&e) && broken_streak + 1 >= BROKEN_STREAK => {
+                    broken_streak = 0;
+                    match self.door.rebind() {
+                        Ok(new) => {
+                            socket = new;
+                            let n = self.state.count_restart(Part::Listener);
+                            log::event(format_args!(
+                                "listener: accept kept failing ({e}); re-bound {} (restart {n})",
+                                self.door.addr()
+                            ));
+                        }
+                        Err(bind) => {
+                            log::event(format_args!(
+                                "listener: accept kept failing ({e}); cannot re-bind: {bind}"
+                            ));
+                            thread::sleep(BACKOFF_LAST);
+                        }
+                    }
+                    continue;
+                }
                 Err(e) => {
+                    broken_streak += u32::from(broken(&e));
                     if backoff == BACKOFF_FIRST {
                         log::event(format_args!("listener: accept failed: {e}; backing off"));
                     }
@@ -71,6 +149,7 @@ impl Listener {
                 }
             };
             backoff = BACKOFF_FIRST;
+            broken_streak = 0;
             let ip = peer.ip();
             if !self.allow.is_empty() && !self.allow.iter().any(|c| c.contains(ip)) {
                 self.state.count_drop(Dropped::NotAllowed);

@@ -41,7 +41,7 @@ use config::{Command, Config};
 use gate::{Gate, Settings};
 use handler::Handler;
 use http::request::Limits;
-use listener::Listener;
+use listener::{Door, Listener};
 use signals::Signals;
 use state::{Part, State};
 use std::ffi::OsString;
@@ -96,9 +96,9 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
     };
-    let socket = Arc::new(bind(config.listen)?);
+    let door = Arc::new(Door::new(bind(config.listen)?)?);
     let admin = config.admin.map(bind).transpose()?;
-    log::announce(format_args!("listening on {}", socket.local_addr()?));
+    log::announce(format_args!("listening on {}", door.addr()));
     if let Some(admin) = &admin {
         log::announce(format_args!("admin on {}", admin.local_addr()?));
     }
@@ -111,7 +111,8 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
 
     let auto = matches!(config.handlers, config::Handlers::Auto(_));
     let (state, room) = State::new(config.queue, config.handlers.count(), auto);
-    let (inbox, mailbox) = gate::mailbox(config.max_reading + config.queue + 16)?;
+    let (inbox, mailbox) =
+        gate::mailbox(config.max_reading + config.queue + 16, Arc::clone(&state))?;
 
     // The handler: runs one program at a time (one per handler, if more are
     // configured); a standby waits beside each, and the watchdog watches
@@ -172,7 +173,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let signals = Signals {
         pipe: signal_pipe,
         state: Arc::clone(&state),
-        listener: Arc::clone(&socket),
+        door: Arc::clone(&door),
         inbox: inbox.clone(),
         admin: admin_reloads,
         args,
@@ -183,7 +184,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     // The listener, on the main thread: accepts while there is room, until
     // shutdown begins; then what is held is drained.
     let listener = Listener {
-        socket,
+        door,
         state: Arc::clone(&state),
         inbox,
         on_full: config.on_full,

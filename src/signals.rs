@@ -11,13 +11,13 @@
 
 use crate::config::{self, Command};
 use crate::gate::{Inbox, ToGate};
+use crate::listener::Door;
 use crate::log;
 use crate::route::Routes;
 use crate::state::{Phase, State};
-use crate::sys::{self, SIGHUP, SIGINT, SIGKILL, SIGTERM};
+use crate::sys::{self, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, PipeReader, Read};
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub struct Signals {
     pub pipe: PipeReader,
     pub state: Arc<State>,
     /// Shut down on the first SIGTERM, so nothing new is accepted.
-    pub listener: Arc<TcpListener>,
+    pub door: Arc<Door>,
     pub inbox: Inbox,
     /// New routes for the admin endpoint (the gate gets them by its inbox).
     pub admin: Option<SyncSender<Arc<Routes>>>,
@@ -41,9 +41,16 @@ pub struct Signals {
 }
 
 /// Makes SIGTERM, SIGINT and SIGHUP write to a pipe (instead of ending the
-/// process) before any other thread starts; returns its read end.
+/// process) before any other thread starts; returns its read end. Debug
+/// builds (the tests') also catch SIGUSR1: it breaks the listening socket,
+/// which only the re-bind can mend.
 pub fn catch() -> io::Result<PipeReader> {
-    sys::forward_signals(&[SIGTERM, SIGINT, SIGHUP])
+    let test_hook: &[i32] = if cfg!(debug_assertions) {
+        &[SIGUSR1]
+    } else {
+        &[]
+    };
+    sys::forward_signals(&[&[SIGTERM, SIGINT, SIGHUP], test_hook].concat())
 }
 
 impl Signals {
@@ -66,7 +73,7 @@ impl Signals {
     fn on(&mut self, sig: i32) {
         match sig {
             SIGTERM | SIGINT if self.state.advance(Phase::Draining) => {
-                if let Err(e) = sys::shutdown(&*self.listener) {
+                if let Err(e) = self.door.shut() {
                     log::event(format_args!("cannot stop listening: {e}"));
                 }
                 log::event(format_args!(
@@ -90,6 +97,9 @@ impl Signals {
             SIGHUP => {
                 log::reopen();
                 self.reload();
+            }
+            SIGUSR1 if cfg!(debug_assertions) => {
+                let _ = self.door.shut();
             }
             _ => {}
         }

@@ -24,6 +24,10 @@ pub enum HandlerState {
     Failed = 2,
 }
 
+/// How long mail may wait while the gate does not go round its loop before
+/// the gate counts as stuck (/health turns 503).
+const GATE_STALL_MS: u64 = 5_000;
+
 /// Where the server is in its life. It only moves forward (`fetch_max`), so
 /// the signals thread, the gate and `main` cannot undo each other's step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +136,11 @@ pub struct State {
     pub unrouted: Answers,
     /// Banned peers: the gate bans, the listener closes them unread.
     pub bans: Bans,
+    /// Messages put in the gate's mailbox, and taken out by the gate.
+    mail_sent: AtomicU64,
+    mail_read: AtomicU64,
+    /// When the gate last went round its loop, in ms since `started`.
+    gate_beat: AtomicU64,
     dropped: [AtomicU64; Dropped::ALL.len()],
 }
 
@@ -158,6 +167,9 @@ impl State {
             writing: AtomicUsize::new(0),
             unrouted: Answers::default(),
             bans: Bans::new(),
+            mail_sent: AtomicU64::new(0),
+            mail_read: AtomicU64::new(0),
+            gate_beat: AtomicU64::new(0),
             dropped: Default::default(),
         };
         (Arc::new(state), room_rx)
@@ -171,6 +183,37 @@ impl State {
     /// Requests held now (waiting plus running).
     pub fn held(&self) -> usize {
         self.held.load(Relaxed)
+    }
+
+    /// A message went into the gate's mailbox.
+    pub fn mail_sent(&self) {
+        self.mail_sent.fetch_add(1, Relaxed);
+    }
+
+    /// The gate took a message out of its mailbox.
+    pub fn mail_read(&self) {
+        self.mail_read.fetch_add(1, Relaxed);
+    }
+
+    /// The gate goes round its loop.
+    pub fn gate_beat(&self) {
+        self.gate_beat
+            .store(self.since_start(Instant::now()), Relaxed);
+    }
+
+    /// True if mail has waited while the gate has not gone round its loop
+    /// for `GATE_STALL`: it is stuck (an idle gate, waiting in `poll` with
+    /// nothing to read, is not).
+    pub fn gate_stalled(&self, now: Instant) -> bool {
+        let waiting = self.mail_sent.load(Relaxed) > self.mail_read.load(Relaxed);
+        let quiet = self
+            .since_start(now)
+            .saturating_sub(self.gate_beat.load(Relaxed));
+        waiting && quiet > GATE_STALL_MS
+    }
+
+    fn since_start(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// True if no request is held; everything their holders did before

@@ -57,9 +57,14 @@ pub const POLLOUT: i16 = 0x004;
 /// Peer closed its end (or shut down writing): used to see a client leave.
 pub const POLLRDHUP: i16 = 0x2000;
 
+pub const EBADF: i32 = 9;
+pub const EINVAL: i32 = 22;
+pub const ENOTSOCK: i32 = 88;
+
 pub const SIGHUP: i32 = 1;
 pub const SIGINT: i32 = 2;
 pub const SIGKILL: i32 = 9;
+pub const SIGUSR1: i32 = 10;
 pub const SIGTERM: i32 = 15;
 pub const SIGXCPU: i32 = 24;
 

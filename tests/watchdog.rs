@@ -66,3 +66,38 @@ fn a_red_light_sheds_new_connections() {
     assert_eq!(s.metric("fiddler_dropped_total{reason=\"shedding\"}"), 1);
     s.wait_log(|l| l.contains("the light is red; shedding load"));
 }
+
+/// Debug builds break the listening socket on SIGUSR1 (a test hook): accept
+/// fails until the listener binds a new one at the same address.
+#[test]
+fn a_listener_whose_socket_broke_binds_a_new_one() {
+    let s = Server::start(&["--route", "GET /ok=echo ok"]);
+    assert_eq!(s.get("/ok").text(), "ok\n");
+    s.signal("USR1");
+    s.wait_log(|l| l.contains("listener: accept kept failing") && l.contains("re-bound"));
+    assert_eq!(s.get("/ok").text(), "ok\n");
+    assert_eq!(s.metric("fiddler_restarts_total{part=\"listener\"}"), 1);
+}
+
+/// The test hook `fiddler-crab:stall-gate` stops the gate for ever; mail
+/// then waits unread, and /health says so.
+#[test]
+fn a_stuck_gate_turns_health_503() {
+    let s = Server::start(&["--route", "GET /stall=fiddler-crab:stall-gate"]);
+    assert_eq!(s.admin_get("/health").status, 200);
+    let mut stuck = s.connect();
+    stuck
+        .write_all(b"GET /stall HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    // Mail the stuck gate will never read.
+    let _waiting = s.connect();
+    let start = Instant::now();
+    while s.admin_get("/health").text() != "gate stalled\n" {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "/health never saw the stuck gate"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.wait_log(|l| l.contains("the gate has not read its mail"));
+}

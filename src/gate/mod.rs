@@ -102,6 +102,8 @@ impl Entry {
 pub struct Inbox {
     tx: SyncSender<ToGate>,
     wake: Arc<UnixStream>,
+    /// Counts what is delivered, so a stuck gate shows in /health.
+    state: Arc<State>,
 }
 
 impl Inbox {
@@ -112,13 +114,19 @@ impl Inbox {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         };
-        self.wake();
-        sent
+        self.delivered(sent)
     }
 
     /// Sends, waiting for room. False if the gate is gone for good.
     pub fn send(&self, msg: ToGate) -> bool {
         let sent = self.tx.send(msg).is_ok();
+        self.delivered(sent)
+    }
+
+    fn delivered(&self, sent: bool) -> bool {
+        if sent {
+            self.state.mail_sent();
+        }
         self.wake();
         sent
     }
@@ -136,7 +144,7 @@ pub struct Mailbox {
     wake: UnixStream,
 }
 
-pub fn mailbox(capacity: usize) -> io::Result<(Inbox, Mailbox)> {
+pub fn mailbox(capacity: usize, state: Arc<State>) -> io::Result<(Inbox, Mailbox)> {
     let (tx, rx) = sync_channel(capacity);
     let (wake_tx, wake_rx) = UnixStream::pair()?;
     wake_tx.set_nonblocking(true)?;
@@ -145,6 +153,7 @@ pub fn mailbox(capacity: usize) -> io::Result<(Inbox, Mailbox)> {
         Inbox {
             tx,
             wake: Arc::new(wake_tx),
+            state,
         },
         Mailbox { rx, wake: wake_rx },
     ))
@@ -195,6 +204,7 @@ impl Gate {
     pub fn run(&mut self, mailbox: &Mailbox) {
         loop {
             let now = Instant::now();
+            self.state.gate_beat();
             self.expire_readers(now);
             self.queue.hand_off(self.state.handlers_allowed());
             if self.state.stopping() {
@@ -267,7 +277,11 @@ impl Gate {
     fn read_mailbox(&mut self, mailbox: &Mailbox) {
         while (&mailbox.wake).read(&mut self.scratch).is_ok_and(|n| n > 0) {}
         loop {
-            match mailbox.rx.try_recv() {
+            let msg = mailbox.rx.try_recv();
+            if msg.is_ok() {
+                self.state.mail_read();
+            }
+            match msg {
                 Ok(ToGate::Accepted(conn)) => self.accept(conn),
                 Ok(ToGate::Answer(a)) => self.send(a.conn, a.response, false, &a.entry),
                 Ok(ToGate::Redirect(r)) => self.redirect(r),
@@ -407,6 +421,19 @@ impl Gate {
         let Request { head, body } = request;
         let head_only = head.method == Method::Head;
         let found = self.routes.find(head.method, &head.path);
+        // Test hook (debug builds, the tests'): a route whose command is
+        // `fiddler-crab:stall-gate` stops the gate for ever.
+        #[cfg(debug_assertions)]
+        if let Match::Run { route, .. } = &found
+            && route
+                .command
+                .first()
+                .is_some_and(|c| c == "fiddler-crab:stall-gate")
+        {
+            loop {
+                std::thread::park();
+            }
+        }
         let stats = match &found {
             Match::Run { route, .. } => Some(Arc::clone(&route.stats)),
             _ => None,
