@@ -14,6 +14,7 @@ use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Missing};
 use crate::toml::{self, Table, Value};
+use crate::transport::Acceptor;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -88,6 +89,9 @@ pub struct Config {
     /// When the traffic light turns yellow and red (none: no light).
     pub light: Thresholds,
     pub handlers: Handlers,
+    /// Serve TLS with this certificate (`tls_cert`, `tls_key`).
+    pub tls: Option<Arc<Acceptor>>,
+    pub handshake_timeout: Duration,
     pub routes: Routes,
 }
 
@@ -151,6 +155,8 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARGâ€¦']â€
   --read-timeout SECS     the whole request must arrive within it       [10]
   --max-body BYTES        largest request body (413 beyond it)      [1 MiB]
   --pace MS               pause of the handler between two programs      [0]
+  --tls-cert FILE --tls-key FILE   serve HTTPS (PEM chain and key; a build
+                          with --features https); reloaded on SIGHUP
   --handlers N|auto       programs at once, 1 to 4; auto: max_handlers
                           while the traffic light is green, else 1       [1]
   --drain-timeout SECS    after SIGTERM, time to finish held requests   [30]
@@ -171,7 +177,8 @@ With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
 answer_memory, allow, trusted, ban_after, ban_window, ban_seconds,
 memory_yellow, memory_red, load_yellow, load_red (the traffic light),
-max_handlers (for handlers = \"auto\", default 2), and
+max_handlers (for handlers = \"auto\", default 2), handshake_timeout (TLS,
+default 5), and
 [[route]] tables (method, path, command, timeout, env, max_output,
 content_type, cgi, stream, missing, max_arg, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
@@ -213,6 +220,9 @@ struct Builder {
     light: Thresholds,
     handlers: Option<u64>,
     max_handlers: u64,
+    tls_cert: Option<(PathBuf, Origin)>,
+    tls_key: Option<(PathBuf, Origin)>,
+    handshake_timeout: Duration,
     routes: Vec<RouteDraft>,
 }
 
@@ -249,6 +259,9 @@ impl Default for Builder {
             light: Thresholds::default(),
             handlers: Some(1),
             max_handlers: 2,
+            tls_cert: None,
+            tls_key: None,
+            handshake_timeout: Duration::from_secs(5),
             routes: Vec::new(),
         }
     }
@@ -463,6 +476,9 @@ impl Builder {
                 }
             }
             "max_handlers" => self.max_handlers = v.count(origin, 2, MAX_HANDLERS)?,
+            "tls_cert" => self.tls_cert = Some((v.string(origin)?.into(), origin.clone())),
+            "tls_key" => self.tls_key = Some((v.string(origin)?.into(), origin.clone())),
+            "handshake_timeout" => self.handshake_timeout = v.seconds(origin)?,
             _ => return fail(origin, format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -530,6 +546,23 @@ impl Builder {
                 });
             }
         };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (None, None) => None,
+            (Some((cert, origin)), Some((key, _))) => {
+                if self.on_full == OnFull::ServiceUnavailable {
+                    return fail(
+                        &origin,
+                        "on_full = 503 cannot be used with TLS (the canned answer is plain HTTP): use close or backlog",
+                    );
+                }
+                Some(Arc::new(
+                    Acceptor::load(&cert, &key).or_else(|e| fail(&origin, e))?,
+                ))
+            }
+            (Some((_, origin)), None) | (None, Some((_, origin))) => {
+                return fail(&origin, "tls_cert and tls_key go together");
+            }
+        };
         let mut list = Vec::with_capacity(drafts.len());
         for d in drafts {
             if d.route.max_output > self.answer_memory {
@@ -564,6 +597,8 @@ impl Builder {
             immune: self.immune,
             light: self.light,
             handlers,
+            tls,
+            handshake_timeout: self.handshake_timeout,
             routes: Routes { list, index },
         })
     }
@@ -802,7 +837,8 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "--quiet" => flags.push((name, inline.or(Some("true".into())))),
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
-            | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" | "--handlers" => {
+            | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" | "--handlers"
+            | "--tls-cert" | "--tls-key" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {

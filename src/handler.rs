@@ -140,7 +140,7 @@ impl Handler {
         }
     }
 
-    fn serve_admitted(&self, job: Job) {
+    fn serve_admitted(&self, mut job: Job) {
         let head_only = job.head.method == Method::Head;
         let start = Instant::now();
         let outcome = if self.state.phase() >= Phase::Expired {
@@ -148,7 +148,7 @@ impl Handler {
             self.state.count_drop(Dropped::Draining);
             Outcome::Answer(Response::unavailable(1, head_only))
         } else {
-            catch_unwind(AssertUnwindSafe(|| self.execute(&job))).unwrap_or_else(|_| {
+            catch_unwind(AssertUnwindSafe(|| self.execute(&mut job))).unwrap_or_else(|_| {
                 log::event(format_args!(
                     "{} {}: the job panicked; answered 500",
                     job.id, job.route.pattern
@@ -198,18 +198,19 @@ impl Handler {
     }
 
     /// Runs the job's program and says what to do with what it gave.
-    fn execute(&self, job: &Job) -> Outcome {
+    fn execute(&self, job: &mut Job) -> Outcome {
         #[cfg(debug_assertions)]
         test_hook(self, job, true);
         let route = &job.route;
         let env = cgi::environment(job);
+        let client = job.conn.stream.as_raw_fd();
         self.state.programs_started.fetch_add(1, Relaxed);
         let head_only = job.head.method == Method::Head;
         let content_type = [("Content-Type", route.content_type.as_str())];
         // Chunked needs HTTP/1.1; HEAD has no body to stream.
         let mut stream = (route.stream && !head_only && job.head.minor_version >= 1).then(|| {
             let head = Response::chunked_head(200, &content_type);
-            Stream::new(&job.conn.stream, head, route.max_output)
+            Stream::new(&mut job.conn, head, route.max_output)
         });
         let started = Instant::now();
         let result = program::run(
@@ -220,9 +221,7 @@ impl Handler {
                 deadline: Instant::now() + route.timeout,
                 max_output: route.max_output,
                 kill_grace: route.kill_grace,
-                client: route
-                    .cancel_on_disconnect
-                    .then(|| job.conn.stream.as_raw_fd()),
+                client: route.cancel_on_disconnect.then_some(client),
                 sandbox: &route.sandbox,
                 running: &self.view.running,
             },

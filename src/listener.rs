@@ -21,6 +21,7 @@ use crate::log;
 use crate::queue::Conn;
 use crate::state::{Dropped, Part, State};
 use crate::sys;
+use crate::transport::Transport;
 use std::io::{self, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc::Receiver;
@@ -181,6 +182,7 @@ impl Listener {
             }
             let conn = Conn {
                 stream,
+                transport: Transport::Plain,
                 peer,
                 accepted: Instant::now(),
             };

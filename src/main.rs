@@ -35,6 +35,7 @@ mod stream;
 mod sys;
 mod template;
 mod toml;
+mod transport;
 mod watchdog;
 
 use config::{Command, Config};
@@ -142,6 +143,8 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         immune: config.immune,
         max_reading: config.max_reading,
         read_timeout: config.read_timeout,
+        handshake_timeout: config.handshake_timeout,
+        tls: config.tls.clone(),
         write_timeout: config.write_timeout,
         answer_memory: config.answer_memory,
     };

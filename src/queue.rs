@@ -11,6 +11,7 @@
 use crate::http::request::Head;
 use crate::route::Route;
 use crate::state::State;
+use crate::transport::Transport;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
 
-/// A client connection and where it came from.
+/// A client connection, where it came from, and how bytes pass on it.
 pub struct Conn {
     pub stream: TcpStream,
+    pub transport: Transport,
     pub peer: SocketAddr,
     pub accepted: Instant,
 }

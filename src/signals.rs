@@ -108,8 +108,15 @@ impl Signals {
     /// Reads the config again and hands its routes to the gate and the
     /// admin endpoint; held requests keep the routes they came with.
     fn reload(&mut self) {
+        let mut certificate = "";
         let routes = match config::from_args(self.args.iter().cloned()) {
-            Ok(Command::Run(c)) => Arc::new(c.routes.carry_over(&self.routes)),
+            Ok(Command::Run(c)) => {
+                if let Some(tls) = c.tls {
+                    self.inbox.send(ToGate::Tls(tls));
+                    certificate = " and the TLS certificate";
+                }
+                Arc::new(c.routes.carry_over(&self.routes))
+            }
             Ok(_) => return,
             Err(e) => {
                 log::event(format_args!(
@@ -123,7 +130,7 @@ impl Signals {
             let _ = admin.try_send(Arc::clone(&routes));
         }
         log::event(format_args!(
-            "SIGHUP: {} route(s) loaded (other settings apply at the next start)",
+            "SIGHUP: {} route(s){certificate} loaded (other settings apply at the next start)",
             routes.list.len()
         ));
         self.routes = routes;

@@ -60,10 +60,12 @@ pub enum Dropped {
     NotAllowed = 6,
     /// Closed at accept (or per `--on-full`): the light is red.
     Shedding = 7,
+    /// Closed: its TLS handshake failed or did not finish in time.
+    TlsFailed = 8,
 }
 
 impl Dropped {
-    pub const ALL: [Dropped; 8] = [
+    pub const ALL: [Dropped; 9] = [
         Dropped::QueueFull,
         Dropped::Evicted,
         Dropped::ClientGone,
@@ -72,6 +74,7 @@ impl Dropped {
         Dropped::Banned,
         Dropped::NotAllowed,
         Dropped::Shedding,
+        Dropped::TlsFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +87,7 @@ impl Dropped {
             Dropped::Banned => "banned",
             Dropped::NotAllowed => "not_allowed",
             Dropped::Shedding => "shedding",
+            Dropped::TlsFailed => "tls_failed",
         }
     }
 }

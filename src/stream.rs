@@ -6,9 +6,9 @@
 //! Must never: block on the socket, or hold more than `cap` unsent bytes
 //! (plus one chunk's framing).
 
+use crate::queue::Conn;
 use std::fmt::Write as _;
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 
 /// The client left, or reads too slowly to keep up: the program is stopped.
@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, RawFd};
 pub struct Gone;
 
 pub struct Stream<'a> {
-    socket: &'a TcpStream,
+    conn: &'a mut Conn,
     /// The response head, sent with the first chunk.
     head: Vec<u8>,
     pending: Vec<u8>,
@@ -25,9 +25,9 @@ pub struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    pub fn new(socket: &'a TcpStream, head: Vec<u8>, cap: usize) -> Stream<'a> {
+    pub fn new(conn: &'a mut Conn, head: Vec<u8>, cap: usize) -> Stream<'a> {
         Stream {
-            socket,
+            conn,
             head,
             pending: Vec::new(),
             cap,
@@ -36,7 +36,7 @@ impl<'a> Stream<'a> {
     }
 
     pub fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+        self.conn.stream.as_raw_fd()
     }
 
     /// True once the head went out: the status can no longer change.
@@ -46,7 +46,7 @@ impl<'a> Stream<'a> {
 
     /// True while bytes wait for the socket to be writable.
     pub fn wants_write(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.conn.transport.wants_write()
     }
 
     /// Sends `data` as one chunk (the head first, the first time).
@@ -72,8 +72,12 @@ impl<'a> Stream<'a> {
 
     /// Writes what the socket takes now.
     pub fn flush(&mut self) -> Result<(), Gone> {
+        let Conn {
+            stream, transport, ..
+        } = &mut *self.conn;
+        transport.flush(stream).map_err(|_| Gone)?;
         while !self.pending.is_empty() {
-            match (&*self.socket).write(&self.pending) {
+            match transport.write(stream, &[IoSlice::new(&self.pending)]) {
                 Ok(0) => return Err(Gone),
                 Ok(n) => {
                     self.pending.drain(..n.min(self.pending.len()));

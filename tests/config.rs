@@ -139,3 +139,14 @@ fn access_log_and_quiet() {
     quiet.wait_log(|l| l.contains("could not start"));
     assert!(!quiet.log_lines().iter().any(|l| l.contains(" POST /echo ")));
 }
+
+/// Without the `https` feature, asking for TLS is a config error that says
+/// how to get it.
+#[cfg(not(feature = "https"))]
+#[test]
+fn tls_needs_the_https_feature() {
+    let (code, _, err) = run(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--tls-cert: this build has no TLS"), "{err}");
+    assert!(err.contains("--features https"), "{err}");
+}

@@ -52,6 +52,13 @@ pub fn environment(job: &Job) -> Vec<(OsString, OsString)> {
         );
     }
     set("REMOTE_PORT", job.conn.peer.port().to_string().into());
+    // The common extension (Apache, nginx): set over TLS, as "on".
+    if job.conn.transport.is_tls() {
+        set("HTTPS", "on".into());
+        set("REQUEST_SCHEME", "https".into());
+    } else {
+        set("REQUEST_SCHEME", "http".into());
+    }
     if let Ok(local) = job.conn.stream.local_addr() {
         set("SERVER_PORT", local.port().to_string().into());
         let host = head

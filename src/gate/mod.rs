@@ -23,6 +23,7 @@ use crate::route::{Match, Routes};
 use crate::state::{Dropped, Phase, State};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd};
 use crate::template;
+use crate::transport::Acceptor;
 use reader::{Reader, Request, Step};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -47,6 +48,8 @@ pub enum ToGate {
     Idle(usize, SyncSender<Batch>),
     /// From the signals thread (SIGHUP): the routes to use from now on.
     Routes(Arc<Routes>),
+    /// From the signals thread (SIGHUP): the certificate for new connections.
+    Tls(Arc<Acceptor>),
 }
 
 /// A CGI program's local redirect (RFC 3875 §6.2.2).
@@ -167,7 +170,11 @@ pub struct Settings {
     pub immune: Policy,
     pub max_reading: usize,
     pub read_timeout: Duration,
+    /// For a TLS handshake, within `read_timeout`.
+    pub handshake_timeout: Duration,
     pub write_timeout: Duration,
+    /// Serve TLS with this certificate (None: plain HTTP).
+    pub tls: Option<Arc<Acceptor>>,
     pub answer_memory: usize,
 }
 
@@ -215,8 +222,13 @@ impl Gate {
             self.fds.clear();
             self.fds.push(PollFd::new(mailbox.wake.as_raw_fd(), POLLIN));
             for r in &self.readers {
+                let events = if r.wants_write() {
+                    POLLIN | POLLOUT
+                } else {
+                    POLLIN
+                };
                 self.fds
-                    .push(PollFd::new(r.conn.stream.as_raw_fd(), POLLIN));
+                    .push(PollFd::new(r.conn.stream.as_raw_fd(), events));
             }
             for w in self.writers.iter() {
                 let events = if w.wants_read() { POLLIN } else { POLLOUT };
@@ -287,14 +299,21 @@ impl Gate {
                 Ok(ToGate::Redirect(r)) => self.redirect(r),
                 Ok(ToGate::Idle(i, tx)) => self.queue.handler_idle(i, tx),
                 Ok(ToGate::Routes(routes)) => self.routes = routes,
+                Ok(ToGate::Tls(acceptor)) => self.settings.tls = Some(acceptor),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return,
             }
         }
     }
 
-    fn accept(&mut self, conn: Conn) {
+    fn accept(&mut self, mut conn: Conn) {
         if conn.stream.set_nonblocking(true).is_err() {
             return;
+        }
+        if let Some(tls) = &self.settings.tls {
+            match tls.session() {
+                Ok(session) => conn.transport = session,
+                Err(_) => return,
+            }
         }
         let _ = conn.stream.set_nodelay(true);
         // The oldest still-reading connection makes way: slow senders can
@@ -304,8 +323,10 @@ impl Gate {
             self.readers.pop_front();
             self.state.count_drop(Dropped::Evicted);
         }
-        let deadline = conn.accepted + self.settings.read_timeout;
-        self.readers.push_back(Reader::new(conn, deadline));
+        let read_by = conn.accepted + self.settings.read_timeout;
+        let handshake_by = conn.accepted + self.settings.handshake_timeout;
+        self.readers
+            .push_back(Reader::new(conn, read_by, handshake_by));
         // Most clients send their request with the connection: reading it now
         // fills the queue (and so closes the listener's door) as early as can be.
         self.read(self.readers.len() - 1);
@@ -336,6 +357,10 @@ impl Gate {
         };
         match step {
             Step::Waiting | Step::Gone => {}
+            Step::BadTls => {
+                self.mark(r.conn.peer.ip());
+                self.state.count_drop(Dropped::TlsFailed);
+            }
             Step::Done(request) => self.dispatch(r.conn, request, 0),
             Step::Refused(e) => self.refuse(r, e),
         }
@@ -352,6 +377,11 @@ impl Gate {
 
     fn refuse(&mut self, r: Reader, e: RequestError) {
         self.mark(r.conn.peer.ip());
+        if r.conn.transport.handshaking() {
+            // No answer can pass before the handshake is done.
+            self.state.count_drop(Dropped::TlsFailed);
+            return;
+        }
         let id = self.new_id();
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
             Entry::own(id, h.method.as_str(), &h.target)

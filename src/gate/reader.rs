@@ -9,7 +9,7 @@ use crate::http::request::{ChunkedDecoder, Framing, Head, Limits, parse_head};
 use crate::http::response::CONTINUE;
 use crate::http::{RequestError, Status};
 use crate::queue::Conn;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice};
 use std::time::Instant;
 
 /// Most reads of one connection per wake-up, so one fast sender cannot
@@ -38,20 +38,32 @@ pub enum Step {
     Refused(RequestError),
     /// The client closed or reset before its request was complete.
     Gone,
+    /// TLS failed (a bad handshake, plain HTTP on a TLS port).
+    BadTls,
 }
 
 pub struct Reader {
     pub conn: Conn,
+    /// The handshake's deadline while TLS is handshaking, then the request's.
     pub deadline: Instant,
+    read_deadline: Instant,
     buf: Vec<u8>,
     phase: Phase,
 }
 
 impl Reader {
-    pub fn new(conn: Conn, deadline: Instant) -> Reader {
+    /// A connection whose request must arrive by `read_deadline`, and whose
+    /// TLS handshake (if any) must be done by `handshake_deadline`.
+    pub fn new(conn: Conn, read_deadline: Instant, handshake_deadline: Instant) -> Reader {
+        let deadline = if conn.transport.handshaking() {
+            handshake_deadline.min(read_deadline)
+        } else {
+            read_deadline
+        };
         Reader {
             conn,
             deadline,
+            read_deadline,
             buf: Vec::new(),
             phase: Phase::Head,
         }
@@ -65,14 +77,27 @@ impl Reader {
         }
     }
 
+    /// True while the transport has records for the socket (a TLS handshake).
+    pub fn wants_write(&self) -> bool {
+        self.conn.transport.wants_write()
+    }
+
     /// Reads what the socket holds and advances the parse.
     pub fn on_readable(&mut self, scratch: &mut [u8], limits: &Limits) -> Step {
+        if self.conn.transport.flush(&self.conn.stream).is_err() {
+            return Step::Gone;
+        }
         for _ in 0..READS_PER_WAKE {
-            let n = match self.conn.stream.read(scratch) {
+            let read = self.conn.transport.read(&self.conn.stream, scratch);
+            if !self.conn.transport.handshaking() {
+                self.deadline = self.read_deadline;
+            }
+            let n = match read {
                 Ok(0) => return Step::Gone,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Waiting,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => return Step::BadTls,
                 Err(_) => return Step::Gone,
             };
             match self.feed(scratch.get(..n).unwrap_or_default(), limits) {
@@ -130,7 +155,10 @@ impl Reader {
         if wants_body && head.expect_continue && rest.is_empty() && head.minor_version >= 1 {
             // A 25-byte write to a socket that has sent nothing yet does not
             // block; if it fails, the client's own expect timeout covers it.
-            let _ = self.conn.stream.write(CONTINUE);
+            let _ = self
+                .conn
+                .transport
+                .write(&self.conn.stream, &[IoSlice::new(CONTINUE)]);
         }
         match head.framing {
             Framing::None => {

@@ -8,7 +8,7 @@
 use crate::http::response::Response;
 use crate::queue::Conn;
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -81,13 +81,19 @@ impl Writer {
             if slices.iter().all(|s| s.is_empty()) {
                 break;
             }
-            match self.conn.stream.write_vectored(&slices) {
+            match self.conn.transport.write(&self.conn.stream, &slices) {
                 Ok(0) => return Progress::Finished,
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Progress::Finished,
             }
+        }
+        // TLS: close_notify and the records still held go out first.
+        match self.conn.transport.finish(&self.conn.stream) {
+            Ok(true) => {}
+            Ok(false) => return Progress::Pending,
+            Err(_) => return Progress::Finished,
         }
         let _ = self.conn.stream.shutdown(Shutdown::Write);
         if !self.linger {

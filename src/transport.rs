@@ -1,0 +1,195 @@
+//! How bytes reach a client: as they are, or through TLS (rustls with the
+//! ring provider, the `https` cargo feature). The only module that knows TLS
+//! exists: the reader, the writer and a streamed answer read and write
+//! plaintext through `Transport`, and the gate makes sessions with an
+//! `Acceptor`.
+//!
+//! Owns: one connection's TLS session (handshake, records, close_notify), and
+//! the server's certificate and key. Must never: block (sockets are
+//! non-blocking; records the socket does not take wait in rustls, at most
+//! `BUFFER_LIMIT`), or be built into a binary without the feature (then no
+//! `Acceptor` can be made, and every connection is `Plain`).
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+/// Most bytes of plaintext and records one session holds unsent.
+#[cfg(feature = "https")]
+const BUFFER_LIMIT: usize = 64 * 1024;
+
+/// A connection's transport.
+pub enum Transport {
+    Plain,
+    #[cfg(feature = "https")]
+    Tls(Box<rustls::ServerConnection>),
+}
+
+/// Makes TLS sessions with the server's certificate (ALPN `http/1.1`,
+/// TLS 1.2 and 1.3).
+pub struct Acceptor {
+    #[cfg(feature = "https")]
+    config: std::sync::Arc<rustls::ServerConfig>,
+    #[cfg(not(feature = "https"))]
+    never: std::convert::Infallible,
+}
+
+impl Acceptor {
+    /// Loads a PEM certificate chain and its private key.
+    #[cfg(feature = "https")]
+    pub fn load(cert: &Path, key: &Path) -> Result<Acceptor, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: holds no certificate", cert.display()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+            .map_err(|e| format!("the certificate and key do not make a TLS server: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Acceptor {
+            config: std::sync::Arc::new(config),
+        })
+    }
+
+    /// Without the `https` feature there is no TLS.
+    #[cfg(not(feature = "https"))]
+    pub fn load(_cert: &Path, _key: &Path) -> Result<Acceptor, String> {
+        Err("this build has no TLS: build it with `cargo build --release --features https`".into())
+    }
+
+    /// A new session, for a connection just accepted.
+    pub fn session(&self) -> io::Result<Transport> {
+        #[cfg(feature = "https")]
+        {
+            let mut session = rustls::ServerConnection::new(std::sync::Arc::clone(&self.config))
+                .map_err(io::Error::other)?;
+            session.set_buffer_limit(Some(BUFFER_LIMIT));
+            Ok(Transport::Tls(Box::new(session)))
+        }
+        #[cfg(not(feature = "https"))]
+        match self.never {}
+    }
+}
+
+/// A TLS failure (a bad handshake, plain HTTP on a TLS port): the peer is
+/// marked and the connection closed.
+#[cfg(feature = "https")]
+fn failed(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl Transport {
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Transport::Plain)
+    }
+
+    /// True while a TLS handshake is still going on: no plaintext can pass.
+    pub fn handshaking(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            #[cfg(feature = "https")]
+            Transport::Tls(s) => s.is_handshaking(),
+        }
+    }
+
+    /// True while records wait for the socket to take them.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            #[cfg(feature = "https")]
+            Transport::Tls(s) => s.wants_write(),
+        }
+    }
+
+    /// Reads plaintext: `Ok(0)` once the client closed, `WouldBlock` while
+    /// nothing is there yet, `InvalidData` when TLS failed.
+    pub fn read(&mut self, socket: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain => (&*socket).read(buf),
+            #[cfg(feature = "https")]
+            Transport::Tls(s) => loop {
+                match s.reader().read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    other => return other,
+                }
+                if s.read_tls(&mut &*socket)? == 0 {
+                    return Ok(0);
+                }
+                let processed = s.process_new_packets();
+                // Handshake replies, or the alert that says why it failed.
+                let _ = flush(s, socket);
+                processed.map_err(failed)?;
+            },
+        }
+    }
+
+    /// Writes plaintext from `slices`, as much as can go now: the number of
+    /// bytes taken, or `WouldBlock` if none could be.
+    pub fn write(&mut self, socket: &TcpStream, slices: &[IoSlice]) -> io::Result<usize> {
+        match self {
+            Transport::Plain => (&*socket).write_vectored(slices),
+            #[cfg(feature = "https")]
+            Transport::Tls(s) => {
+                let mut taken = 0;
+                for slice in slices.iter().filter(|s| !s.is_empty()) {
+                    let n = s.writer().write(slice)?;
+                    taken += n;
+                    if n < slice.len() {
+                        break;
+                    }
+                }
+                flush(s, socket)?;
+                if taken == 0 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(taken)
+            }
+        }
+    }
+
+    /// Sends the records held back: `Ok(true)` once none are left.
+    #[cfg_attr(not(feature = "https"), allow(unused_variables))]
+    pub fn flush(&mut self, socket: &TcpStream) -> io::Result<bool> {
+        match self {
+            Transport::Plain => Ok(true),
+            #[cfg(feature = "https")]
+            Transport::Tls(s) => {
+                flush(s, socket)?;
+                Ok(!s.wants_write())
+            }
+        }
+    }
+
+    /// After the last byte of the answer: close_notify (once), then the
+    /// records still held. `Ok(true)` once everything is out.
+    pub fn finish(&mut self, socket: &TcpStream) -> io::Result<bool> {
+        #[cfg(feature = "https")]
+        if let Transport::Tls(s) = self {
+            s.send_close_notify();
+        }
+        self.flush(socket)
+    }
+}
+
+/// Writes records until the socket would block or none are left.
+#[cfg(feature = "https")]
+fn flush(s: &mut rustls::ServerConnection, socket: &TcpStream) -> io::Result<()> {
+    while s.wants_write() {
+        match s.write_tls(&mut &*socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
