@@ -7,23 +7,12 @@
 //! and stores the color in `State`), or fail loudly (an unreadable file
 //! counts as green).
 
-/// The light's color, as `State` keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Color {
-    Green = 0,
-    Yellow = 1,
-    Red = 2,
-}
-
-impl Color {
-    pub const ALL: [Color; 3] = [Color::Green, Color::Yellow, Color::Red];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Color::Green => "green",
-            Color::Yellow => "yellow",
-            Color::Red => "red",
-        }
+labelled! {
+    /// The light's color, as `State` keeps it.
+    pub enum Color {
+        Green => "green",
+        Yellow => "yellow",
+        Red => "red",
     }
 }
 

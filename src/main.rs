@@ -13,6 +13,9 @@
 //! listener stops, `main` drains what is held, then exits).
 //! ARCHITECTURE.md has the full picture.
 
+#[macro_use]
+mod labelled;
+
 mod admin;
 mod breaker;
 mod cgi;

@@ -11,7 +11,7 @@ use crate::light::Color;
 use crate::log;
 use crate::program::Reason;
 use crate::route::{Route, Routes};
-use crate::state::{Dropped, HandlerState, Part, Phase, State};
+use crate::state::{Dropped, HandlerState, Part, State};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -130,13 +130,6 @@ fn label(r: &Route) -> String {
     format!("{} {}", r.method.as_str(), r.pattern)
 }
 
-/// The handlers' states, with their names.
-const HANDLER_STATES: [(HandlerState, &str); 3] = [
-    (HandlerState::Idle, "idle"),
-    (HandlerState::Busy, "busy"),
-    (HandlerState::Failed, "failed"),
-];
-
 /// True while a load balancer should send work here.
 pub fn ready(s: &State) -> bool {
     s.has_room() && !s.stopping()
@@ -253,9 +246,10 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
             n.load(Relaxed)
         ));
     }
-    for (state, name) in HANDLER_STATES {
+    for state in HandlerState::ALL {
         line(format_args!(
-            "fiddler_handler_state{{state=\"{name}\"}} {}",
+            "fiddler_handler_state{{state=\"{}\"}} {}",
+            state.name(),
             s.handlers_in(state)
         ));
     }
@@ -362,11 +356,7 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
 
 /// /status: the same state, as one small JSON document.
 pub fn status_json(s: &State, routes: &Routes) -> String {
-    let phase = match s.phase() {
-        Phase::Serving => "serving",
-        Phase::Draining => "draining",
-        Phase::Expired | Phase::Drained => "stopping",
-    };
+    let phase = s.phase().name();
     let mut j = String::with_capacity(1024);
     let _ = write!(
         j,

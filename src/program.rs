@@ -147,36 +147,15 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What broke, as /metrics counts it (`fiddler_program_failures_total`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
-    Spawn = 0,
-    Exit = 1,
-    Signal = 2,
-    Timeout = 3,
-    OutputCap = 4,
-    Pipe = 5,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 6] = [
-        Reason::Spawn,
-        Reason::Exit,
-        Reason::Signal,
-        Reason::Timeout,
-        Reason::OutputCap,
-        Reason::Pipe,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Reason::Spawn => "spawn",
-            Reason::Exit => "exit",
-            Reason::Signal => "signal",
-            Reason::Timeout => "timeout",
-            Reason::OutputCap => "output_cap",
-            Reason::Pipe => "pipe",
-        }
+labelled! {
+    /// What broke, as /metrics counts it (`fiddler_program_failures_total`).
+    pub enum Reason {
+        Spawn => "spawn",
+        Exit => "exit",
+        Signal => "signal",
+        Timeout => "timeout",
+        OutputCap => "output_cap",
+        Pipe => "pipe",
     }
 }
 

@@ -16,99 +16,64 @@ use std::sync::atomic::{
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Instant;
 
-/// The handler's state, as /metrics shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HandlerState {
-    Idle = 0,
-    Busy = 1,
-    Failed = 2,
+labelled! {
+    /// A handler's state, as /metrics shows it.
+    pub enum HandlerState {
+        Idle => "idle",
+        Busy => "busy",
+        Failed => "failed",
+    }
 }
 
 /// How long mail may wait while the gate does not go round its loop before
 /// the gate counts as stuck (/health turns 503).
 const GATE_STALL_MS: u64 = 5_000;
 
-/// Where the server is in its life. It only moves forward (`fetch_max`), so
-/// the signals thread, the gate and `main` cannot undo each other's step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    Serving = 0,
-    /// SIGTERM: no new connection; the held requests are being finished.
-    Draining = 1,
-    /// `drain_timeout` passed: what is still held is answered 503.
-    Expired = 2,
-    /// Nothing held, read or written any more: `main` may exit.
-    Drained = 3,
-}
-
-/// Why a connection was dropped without an answer.
-#[derive(Clone, Copy, Debug)]
-pub enum Dropped {
-    /// Closed at accept: the queue was full.
-    QueueFull = 0,
-    /// Still sending its request when a newer connection needed its place.
-    Evicted = 1,
-    /// Its client left while the request waited; the program never started.
-    ClientGone = 2,
-    /// An answer the client did not read in time, or that needed room for a newer one.
-    AnswerAbandoned = 3,
-    /// Turned away (503, or closed unfinished) because the server is stopping.
-    Draining = 4,
-    /// Closed at accept: the peer is banned.
-    Banned = 5,
-    /// Closed at accept: the peer is not in `allow`.
-    NotAllowed = 6,
-    /// Closed at accept (or per `--on-full`): the light is red.
-    Shedding = 7,
-    /// Closed: its TLS handshake failed or did not finish in time.
-    TlsFailed = 8,
-}
-
-impl Dropped {
-    pub const ALL: [Dropped; 9] = [
-        Dropped::QueueFull,
-        Dropped::Evicted,
-        Dropped::ClientGone,
-        Dropped::AnswerAbandoned,
-        Dropped::Draining,
-        Dropped::Banned,
-        Dropped::NotAllowed,
-        Dropped::Shedding,
-        Dropped::TlsFailed,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Dropped::QueueFull => "queue_full",
-            Dropped::Evicted => "evicted",
-            Dropped::ClientGone => "client_gone",
-            Dropped::AnswerAbandoned => "answer_abandoned",
-            Dropped::Draining => "draining",
-            Dropped::Banned => "banned",
-            Dropped::NotAllowed => "not_allowed",
-            Dropped::Shedding => "shedding",
-            Dropped::TlsFailed => "tls_failed",
-        }
+labelled! {
+    /// Where the server is in its life. It only moves forward (`fetch_max`),
+    /// so the signals thread, the gate and `main` cannot undo each other's
+    /// step.
+    pub enum Phase {
+        Serving => "serving",
+        /// SIGTERM: no new connection; the held requests are being finished.
+        Draining => "draining",
+        /// `drain_timeout` passed: what is still held is answered 503.
+        Expired => "expired",
+        /// Nothing held, read or written any more: `main` may exit.
+        Drained => "drained",
     }
 }
 
-/// A part the watchdog restarts.
-#[derive(Clone, Copy, Debug)]
-pub enum Part {
-    Handler = 0,
-    Gate = 1,
-    Listener = 2,
+labelled! {
+    /// Why a connection was dropped without an answer (or turned away).
+    pub enum Dropped {
+        /// Closed at accept: the queue was full.
+        QueueFull => "queue_full",
+        /// Still sending its request when a newer connection needed its place.
+        Evicted => "evicted",
+        /// Its client left while the request waited; the program never started.
+        ClientGone => "client_gone",
+        /// An answer the client did not read in time, or that needed room for a newer one.
+        AnswerAbandoned => "answer_abandoned",
+        /// Turned away (503, or closed unfinished) because the server is stopping.
+        Draining => "draining",
+        /// Closed at accept: the peer is banned.
+        Banned => "banned",
+        /// Closed at accept: the peer is not in `allow`.
+        NotAllowed => "not_allowed",
+        /// Closed at accept (or per `--on-full`): the light is red.
+        Shedding => "shedding",
+        /// Closed: its TLS handshake failed or did not finish in time.
+        TlsFailed => "tls_failed",
+    }
 }
 
-impl Part {
-    pub const ALL: [Part; 3] = [Part::Handler, Part::Gate, Part::Listener];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Part::Handler => "handler",
-            Part::Gate => "gate",
-            Part::Listener => "listener",
-        }
+labelled! {
+    /// A part the watchdog restarts.
+    pub enum Part {
+        Handler => "handler",
+        Gate => "gate",
+        Listener => "listener",
     }
 }
 
@@ -238,11 +203,7 @@ impl State {
     }
 
     pub fn light(&self) -> Color {
-        match self.light.load(Relaxed) {
-            0 => Color::Green,
-            1 => Color::Yellow,
-            _ => Color::Red,
-        }
+        Color::from_index(self.light.load(Relaxed).into())
     }
 
     /// The light turned `color`: red starts shedding, green ends it.
@@ -263,12 +224,7 @@ impl State {
     }
 
     pub fn phase(&self) -> Phase {
-        match self.phase.load(Relaxed) {
-            0 => Phase::Serving,
-            1 => Phase::Draining,
-            2 => Phase::Expired,
-            _ => Phase::Drained,
-        }
+        Phase::from_index(self.phase.load(Relaxed).into())
     }
 
     /// Moves the phase forward to `to` (never back); true if this call moved it.
@@ -355,11 +311,7 @@ impl HandlerView {
     }
 
     pub fn state(&self) -> HandlerState {
-        match self.state.load(Relaxed) {
-            0 => HandlerState::Idle,
-            1 => HandlerState::Busy,
-            _ => HandlerState::Failed,
-        }
+        HandlerState::from_index(self.state.load(Relaxed).into())
     }
 
     pub fn set_state(&self, s: HandlerState) {
