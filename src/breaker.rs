@@ -6,6 +6,7 @@
 //! Must never: take a lock (atomics only; the gate asks, the handler tells),
 //! or stay open for ever because a test request never ran (a trial expires).
 
+use crate::state::Epoch;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ pub struct Breaker {
     open_until: AtomicU64,
     /// Milliseconds since `epoch` until which a trial request is out.
     trial_until: AtomicU64,
-    epoch: Instant,
+    epoch: Epoch,
 }
 
 /// What the gate should do with a request for the route.
@@ -38,12 +39,12 @@ impl Breaker {
             failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             trial_until: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
         }
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.epoch.ms(Instant::now())
     }
 
     fn cooldown_ms(&self) -> u64 {

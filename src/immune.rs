@@ -8,6 +8,7 @@
 //! makes way), take a lock, or ban an address in `trusted`.
 
 use crate::cidr::Cidr;
+use crate::state::Epoch;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -86,7 +87,7 @@ impl Strikes {
 pub struct Bans {
     slots: [(AtomicU64, AtomicU64); BAN_SLOTS],
     hasher: RandomState,
-    epoch: Instant,
+    epoch: Epoch,
 }
 
 impl Bans {
@@ -94,17 +95,13 @@ impl Bans {
         Bans {
             slots: std::array::from_fn(|_| (AtomicU64::new(0), AtomicU64::new(0))),
             hasher: RandomState::new(),
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
         }
     }
 
     fn key(&self, ip: IpAddr) -> u64 {
         // 0 marks an empty slot.
         self.hasher.hash_one(ip).max(1)
-    }
-
-    fn ms(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The slots `key` may be in.
@@ -115,14 +112,18 @@ impl Bans {
 
     /// True if `ip` is banned at `now`.
     pub fn is_banned(&self, ip: IpAddr, now: Instant) -> bool {
-        let (key, now) = (self.key(ip), self.ms(now));
+        let (key, now) = (self.key(ip), self.epoch.ms(now));
         self.probe(key)
             .any(|(k, until)| k.load(Relaxed) == key && until.load(Relaxed) > now)
     }
 
     /// Bans `ip` until `until`. Only the gate calls this (one writer).
     pub fn ban(&self, ip: IpAddr, until: Instant) {
-        let (key, until, now) = (self.key(ip), self.ms(until), self.ms(Instant::now()));
+        let (key, until, now) = (
+            self.key(ip),
+            self.epoch.ms(until),
+            self.epoch.ms(Instant::now()),
+        );
         let slot = self
             .probe(key)
             .find(|(k, end)| k.load(Relaxed) == key || end.load(Relaxed) <= now)
@@ -137,7 +138,7 @@ impl Bans {
 
     /// Bans in force now.
     pub fn active(&self, now: Instant) -> usize {
-        let now = self.ms(now);
+        let now = self.epoch.ms(now);
         self.slots
             .iter()
             .filter(|(k, end)| k.load(Relaxed) != 0 && end.load(Relaxed) > now)

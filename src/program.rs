@@ -8,6 +8,7 @@
 //! more than `max_output` + `STDERR_TAIL` bytes, or leave a process of the
 //! group running when it returns.
 
+use crate::state::Epoch;
 use crate::stream::Stream;
 use crate::sys::{
     self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
@@ -52,7 +53,7 @@ pub struct Run<'a> {
 pub struct Running {
     group: AtomicU32,
     end: AtomicU64,
-    epoch: Instant,
+    epoch: Epoch,
 }
 
 impl Running {
@@ -60,17 +61,13 @@ impl Running {
         Running {
             group: AtomicU32::new(0),
             end: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
         }
-    }
-
-    fn ms(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Publishes a program that started: its group, and when it must end.
     pub fn start(&self, group: u32, end: Instant) {
-        self.end.store(self.ms(end), Relaxed);
+        self.end.store(self.epoch.ms(end), Relaxed);
         self.group.store(group, Relaxed);
     }
 
@@ -88,7 +85,7 @@ impl Running {
     /// The running program's group if it should have ended by `now`.
     pub fn overdue(&self, now: Instant) -> Option<u32> {
         self.group()
-            .filter(|_| self.end.load(Relaxed) < self.ms(now))
+            .filter(|_| self.end.load(Relaxed) < self.epoch.ms(now))
     }
 
     /// Sends `signal` to the running program's whole group, if there is one.

@@ -25,6 +25,22 @@ labelled! {
     }
 }
 
+/// Where times kept in atomics count from: they are stored as milliseconds
+/// since an epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Epoch(pub Instant);
+
+impl Epoch {
+    pub fn now() -> Epoch {
+        Epoch(Instant::now())
+    }
+
+    /// Milliseconds from the epoch to `t` (0 before it).
+    pub fn ms(self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.0).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// How long mail may wait while the gate does not go round its loop before
 /// the gate counts as stuck (/health turns 503).
 const GATE_STALL_MS: u64 = 5_000;
@@ -182,7 +198,7 @@ impl State {
     }
 
     fn since_start(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.started).as_millis()).unwrap_or(u64::MAX)
+        Epoch(self.started).ms(t)
     }
 
     /// True if no request is held; everything their holders did before
@@ -293,7 +309,7 @@ pub struct HandlerView {
     generation: AtomicU64,
     /// When the current job must be done, in ms since `epoch` (0: no job).
     due: AtomicU64,
-    epoch: Instant,
+    epoch: Epoch,
     /// The running program, for the watchdog and for shutdown to stop it
     /// from outside the handler.
     pub running: Running,
@@ -305,7 +321,7 @@ impl HandlerView {
             state: AtomicU8::new(HandlerState::Failed as u8),
             generation: AtomicU64::new(0),
             due: AtomicU64::new(0),
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
             running: Running::new(),
         }
     }
@@ -328,10 +344,9 @@ impl HandlerView {
         self.generation.fetch_add(1, Relaxed) + 1
     }
 
+    /// Never 0, which means "no job".
     fn ms(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.epoch).as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
+        self.epoch.ms(t).max(1)
     }
 
     /// A job began that must be done by `due` (None: it is done).
