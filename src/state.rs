@@ -318,7 +318,8 @@ pub struct HandlerView {
 impl HandlerView {
     fn new() -> HandlerView {
         HandlerView {
-            state: AtomicU8::new(HandlerState::Failed as u8),
+            // Starting is not failing: /health is 200 from the first moment.
+            state: AtomicU8::new(HandlerState::Idle as u8),
             generation: AtomicU64::new(0),
             due: AtomicU64::new(0),
             epoch: Epoch::now(),

@@ -210,6 +210,7 @@ fn metrics_and_status_count_what_happened() {
         0
     );
     assert_eq!(m("fiddler_programs_started_total"), 6);
+    s.wait_metric("fiddler_handler_state{state=\"idle\"}", |n| n == 1);
     let status = s.admin_get("/status");
     assert_eq!(status.header("Content-Type"), Some("application/json"));
     let out = python(

@@ -358,8 +358,8 @@ impl Gate {
         match step {
             Step::Waiting | Step::Gone => {}
             Step::BadTls => {
-                self.mark(r.conn.peer.ip());
                 self.state.count_drop(Dropped::TlsFailed);
+                self.mark(r.conn.peer.ip());
             }
             Step::Done(request) => self.dispatch(r.conn, request, 0),
             Step::Refused(e) => self.refuse(r, e),
@@ -376,12 +376,13 @@ impl Gate {
     }
 
     fn refuse(&mut self, r: Reader, e: RequestError) {
-        self.mark(r.conn.peer.ip());
         if r.conn.transport.handshaking() {
             // No answer can pass before the handshake is done.
             self.state.count_drop(Dropped::TlsFailed);
+            self.mark(r.conn.peer.ip());
             return;
         }
+        self.mark(r.conn.peer.ip());
         let id = self.new_id();
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
             Entry::own(id, h.method.as_str(), &h.target)
