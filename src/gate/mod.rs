@@ -19,13 +19,14 @@ use crate::immune::{Policy, Strikes};
 use crate::log::{self, Escaped};
 use crate::metrics::RouteStats;
 use crate::queue::{Batch, Conn, Job, Queue, Slot};
-use crate::route::{Match, Routes};
+use crate::route::{Match, Route, Routes};
 use crate::state::{Dropped, Phase, State};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd};
 use crate::template;
 use crate::transport::Acceptor;
 use reader::{Reader, Request, Step};
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -451,7 +452,8 @@ impl Gate {
         let id = self.new_id();
         let Request { head, body } = request;
         let head_only = head.method == Method::Head;
-        let found = self.routes.find(head.method, &head.path);
+        let routes = Arc::clone(&self.routes);
+        let found = routes.find(head.method, &head.path);
         // Test hook (debug builds, the tests'): a route whose command is
         // `fiddler-crab:stall-gate` stops the gate for ever.
         #[cfg(debug_assertions)]
@@ -470,59 +472,30 @@ impl Gate {
             _ => None,
         };
         let response = match found {
-            // Stopping: a load balancer should take this one elsewhere.
-            Match::Run { .. } if self.state.stopping() => {
-                self.state.count_drop(Dropped::Draining);
-                Response::unavailable(1, head_only)
-            }
-            Match::Run { route, .. }
-                if route
-                    .token
-                    .as_ref()
-                    .is_some_and(|t| !t.admits(head.header("authorization"))) =>
-            {
-                self.mark(conn.peer.ip());
-                Response::plain(401, &[("WWW-Authenticate", "Bearer")], head_only)
-            }
             Match::Run {
                 route,
                 script_name,
                 path_info,
-            } => match route.breaker.admit() {
-                Admit::No(secs) => Response::unavailable(secs, head_only),
-                Admit::Yes => match template::fill(
-                    &route.args,
-                    &head,
-                    path_info,
-                    route.missing,
-                    route.max_arg,
-                ) {
-                    Err(e) => {
-                        log::event(format_args!("{id} {}: refused: {e}", route.pattern));
-                        Response::plain(400, &[], head_only)
-                    }
-                    Ok(argv) => match Slot::take(&self.state) {
-                        Some(slot) => {
-                            let job = Job {
-                                id,
-                                script_name: script_name.to_owned(),
-                                path_info: path_info.to_owned(),
-                                route: Arc::clone(route),
-                                argv,
-                                redirects,
-                                conn,
-                                head,
-                                body,
-                                queued: Instant::now(),
-                                slot,
-                            };
-                            self.queue.push(job);
-                            self.queue.hand_off(self.state.handlers_allowed());
-                            return;
-                        }
-                        None => Response::unavailable(1, head_only),
-                    },
-                },
+            } => match self.admit(route, &head, path_info, conn.peer.ip(), id) {
+                Ok((argv, slot)) => {
+                    let job = Job {
+                        id,
+                        script_name: script_name.to_owned(),
+                        path_info: path_info.to_owned(),
+                        route: Arc::clone(route),
+                        argv,
+                        redirects,
+                        conn,
+                        head,
+                        body,
+                        queued: Instant::now(),
+                        slot,
+                    };
+                    self.queue.push(job);
+                    self.queue.hand_off(self.state.handlers_allowed());
+                    return;
+                }
+                Err(refused) => refused,
             },
             Match::Index => Response::new(
                 200,
@@ -539,6 +512,44 @@ impl Gate {
             ..Entry::own(id, head.method.as_str(), &head.target)
         };
         self.send(conn, response, false, &entry);
+    }
+
+    /// Whether a request for `route` may take a place in the queue: its
+    /// command's arguments and its slot, or the answer it gets instead.
+    fn admit(
+        &mut self,
+        route: &Route,
+        head: &Head,
+        path_info: &str,
+        peer: IpAddr,
+        id: u64,
+    ) -> Result<(Vec<OsString>, Slot), Response> {
+        let head_only = head.method == Method::Head;
+        if self.state.stopping() {
+            // A load balancer should take this one elsewhere.
+            self.state.count_drop(Dropped::Draining);
+            return Err(Response::unavailable(1, head_only));
+        }
+        if let Some(token) = &route.token
+            && !token.admits(head.header("authorization"))
+        {
+            self.mark(peer);
+            return Err(Response::plain(
+                401,
+                &[("WWW-Authenticate", "Bearer")],
+                head_only,
+            ));
+        }
+        if let Admit::No(secs) = route.breaker.admit() {
+            return Err(Response::unavailable(secs, head_only));
+        }
+        let argv = template::fill(&route.args, head, path_info, route.missing, route.max_arg)
+            .map_err(|e| {
+                log::event(format_args!("{id} {}: refused: {e}", route.pattern));
+                Response::plain(400, &[], head_only)
+            })?;
+        let slot = Slot::take(&self.state).ok_or_else(|| Response::unavailable(1, head_only))?;
+        Ok((argv, slot))
     }
 
     /// Logs the answer and starts writing it.
