@@ -260,7 +260,7 @@ impl Handler {
             }
             // Stopped by shutdown at the end of the drain: that is no
             // fault of the program's, and the client should go elsewhere.
-            Err(failure) if self.state.phase() >= Phase::Expired && failure.status().is_some() => {
+            Err(failure) if self.state.phase() == Phase::Expired && failure.status().is_some() => {
                 (Some(503), format!("{failure} (the drain timed out)"))
             }
             Err(failure) => (failure.status(), failure.to_string()),

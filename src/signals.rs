@@ -86,6 +86,9 @@ impl Signals {
                 self.inbox.wake();
             }
             SIGTERM | SIGINT => {
+                // Before anything is killed: a drain that then ends must
+                // not let `main` exit 0 first.
+                self.state.advance(Phase::Killed);
                 self.state.signal_programs(SIGKILL);
                 log::event(format_args!(
                     "signal {sig} again: exiting at once, {} request(s) unfinished",
@@ -142,8 +145,19 @@ impl Signals {
 /// held is answered 503, the running program is stopped, and after a short
 /// while for the last answers the caller exits.
 pub fn drain(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Duration) {
+    drain_or_expire(state, woken, inbox, timeout);
+    // Killed by a second signal: the signals thread ends the process, with
+    // its own exit code.
+    while state.phase() == Phase::Killed {
+        std::thread::park();
+    }
+}
+
+fn drain_or_expire(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Duration) {
     if wait_drained(state, woken, inbox, Instant::now() + timeout) {
-        log::event(format_args!("drained; exiting"));
+        if state.phase() == Phase::Drained {
+            log::event(format_args!("drained; exiting"));
+        }
         return;
     }
     state.advance(Phase::Expired);
@@ -167,7 +181,7 @@ pub fn drain(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Durati
 /// gate to look again; the gate's own token says it is done.
 fn wait_drained(state: &State, woken: &Receiver<()>, inbox: &Inbox, deadline: Instant) -> bool {
     loop {
-        if state.phase() == Phase::Drained {
+        if state.phase() >= Phase::Drained {
             return true;
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {

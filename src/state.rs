@@ -57,6 +57,8 @@ labelled! {
         Expired => "expired",
         /// Nothing held, read or written any more: `main` may exit.
         Drained => "drained",
+        /// A second SIGTERM: the signals thread ends the process (exit 1).
+        Killed => "killed",
     }
 }
 

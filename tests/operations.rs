@@ -106,6 +106,7 @@ fn a_second_sigterm_kills_the_program_and_exits_at_once() {
     if !bytes.is_empty() {
         assert_eq!(parse_reply(bytes).status, 502);
     }
+    assert!(!s.log_lines().iter().any(|l| l.contains("drained; exiting")));
 }
 
 #[test]
