@@ -15,6 +15,7 @@ use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Missing};
 use crate::toml::{self, Table, Value};
 use crate::transport::Acceptor;
+use crate::worker::Recycle;
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -166,6 +167,7 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
                           ending in /* is a prefix; COMMAND is split on
                           whitespace and never given to a shell
   --cgi 'METHOD PATH=PROGRAM ARG…'     the same, for a CGI/1.1 program
+  --worker 'METHOD PATH=PROGRAM ARG…'  the same, for a warm worker (README)
   --quiet                 no access log
   --version, --help
 
@@ -182,6 +184,7 @@ default 5), and
 [[route]] tables (method, path, command, timeout, env, max_output,
 content_type, cgi, stream, missing, max_arg, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
+worker, max_requests, max_memory,
 memory, cpu, open_files, processes, nice, dir, uid, gid). See README.md.
 ";
 
@@ -702,6 +705,7 @@ fn new_route(
         stream: false,
         breaker: Breaker::new(0, Duration::ZERO),
         stats: Arc::default(),
+        worker: None,
         token: None,
         env: Vec::new(),
         max_output: 16 * MIB as usize,
@@ -730,6 +734,7 @@ fn route_from_table(
     let mut route = new_route(method, pattern, argv.strings(&argv_origin)?, &argv_origin)?;
     let mut timeout = None;
     let (mut breaker_failures, mut breaker_cooldown) = (0, Duration::from_secs(30));
+    let (mut worker, mut recycle) = (false, Recycle::default());
     for entry in &table.entries {
         let (v, o) = (Input::Toml(&entry.value), at(entry.line));
         match entry.key.as_str() {
@@ -752,6 +757,9 @@ fn route_from_table(
             "breaker_failures" => breaker_failures = v.count(&o, 0, 1_000_000)? as u32,
             "breaker_cooldown" => breaker_cooldown = v.seconds(&o)?,
             "token_env" => route.token = Some(token(&v.string(&o)?, &o)?),
+            "worker" => worker = v.boolean(&o)?,
+            "max_requests" => recycle.max_requests = Some(v.count(&o, 1, u64::MAX)?),
+            "max_memory" => recycle.max_memory = Some(v.bytes(&o, MIB, u64::MAX)?),
             "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
             "cpu" => route.sandbox.limits.cpu = Some(v.count(&o, 1, 7 * 24 * 3600)?),
             "open_files" => route.sandbox.limits.open_files = Some(v.count(&o, 3, 1 << 20)?),
@@ -778,11 +786,35 @@ fn route_from_table(
     if route.stream && route.cgi {
         return fail(&origin, "a route cannot both stream and be in CGI mode");
     }
+    if worker {
+        route.worker = Some(recycle);
+    } else if recycle != Recycle::default() {
+        return fail(&origin, "max_requests and max_memory are for worker routes");
+    }
+    check_worker(&route, &origin)?;
     Ok(RouteDraft {
         origin,
         route,
         timeout,
     })
+}
+
+/// A worker is started once, so its command cannot hold placeholders, and
+/// it answers whole frames, so it cannot stream.
+fn check_worker(route: &Route, origin: &Origin) -> Result<(), ConfigError> {
+    if route.worker.is_none() {
+        return Ok(());
+    }
+    if route.stream {
+        return fail(origin, "a worker route cannot stream");
+    }
+    if !route.args.iter().all(Arg::is_literal) {
+        return fail(
+            origin,
+            "a worker is started once: its command cannot hold {placeholders}",
+        );
+    }
+    Ok(())
 }
 
 /// `--route 'METHOD PATH=COMMAND ARG…'`.
@@ -838,7 +870,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
             | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" | "--handlers"
-            | "--tls-cert" | "--tls-key" => {
+            | "--tls-cert" | "--tls-key" | "--worker" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {
@@ -862,9 +894,13 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
     for (name, value) in &flags {
         let origin = Origin::Flag(name.clone());
         let value = value.as_deref().unwrap_or_default();
-        if name == "--route" || name == "--cgi" {
+        if name == "--route" || name == "--cgi" || name == "--worker" {
             let mut draft = route_from_flag(value, &origin)?;
             draft.route.cgi = name == "--cgi";
+            if name == "--worker" {
+                draft.route.worker = Some(Recycle::default());
+                check_worker(&draft.route, &origin)?;
+            }
             b.add_route(draft);
         } else {
             let key = name.trim_start_matches('-').replace('-', "_");
@@ -992,6 +1028,14 @@ mod tests {
             (
                 "\nallow = [\"10.0.0.0/8\", \"intranet\"]",
                 "f.toml:2: `intranet` is not an address or a range like 10.0.0.0/8",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\", \"{query.n}\"]\nworker = true",
+                "f.toml:1: a worker is started once: its command cannot hold {placeholders}",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nmax_requests = 5",
+                "f.toml:1: max_requests and max_memory are for worker routes",
             ),
             ("handlers = 5", "f.toml:1: 5 is out of range 1..=4"),
             (

@@ -17,6 +17,7 @@ use crate::queue::Job;
 use crate::route::Route;
 use crate::state::{Dropped, HandlerState, HandlerView, Phase, State};
 use crate::stream::Stream;
+use crate::worker::{self, Workers};
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -101,6 +102,8 @@ impl Handler {
     /// what is left of its batch is dropped, its connections closed).
     fn serve(&self, generation: u64, events: &SyncSender<Event>) {
         let in_charge = || self.view.generation() == generation;
+        // This thread's warm workers: they end with it.
+        let mut workers = Workers::new(&self.view.running);
         while in_charge() {
             let (tx, rx) = sync_channel(1);
             self.view.set_state(HandlerState::Idle);
@@ -115,7 +118,7 @@ impl Handler {
                 if !in_charge() {
                     return;
                 }
-                self.serve_job(job, generation);
+                self.serve_job(job, generation, &mut workers);
                 if !self.pace.is_zero() {
                     thread::sleep(self.pace);
                 }
@@ -123,7 +126,7 @@ impl Handler {
         }
     }
 
-    fn serve_job(&self, job: Job, generation: u64) {
+    fn serve_job(&self, job: Job, generation: u64, workers: &mut Workers) {
         if client_gone(&job.conn.stream) {
             self.state.count_drop(Dropped::ClientGone);
             return;
@@ -134,13 +137,13 @@ impl Handler {
         ));
         #[cfg(debug_assertions)]
         test_hook(self, &job, false);
-        self.serve_admitted(job);
+        self.serve_admitted(job, workers);
         if self.view.generation() == generation {
             self.view.set_due(None);
         }
     }
 
-    fn serve_admitted(&self, mut job: Job) {
+    fn serve_admitted(&self, mut job: Job, workers: &mut Workers) {
         let head_only = job.head.method == Method::Head;
         let start = Instant::now();
         let outcome = if self.state.phase() >= Phase::Expired {
@@ -148,13 +151,15 @@ impl Handler {
             self.state.count_drop(Dropped::Draining);
             Outcome::Answer(Response::unavailable(1, head_only))
         } else {
-            catch_unwind(AssertUnwindSafe(|| self.execute(&mut job))).unwrap_or_else(|_| {
-                log::event(format_args!(
-                    "{} {}: the job panicked; answered 500",
-                    job.id, job.route.pattern
-                ));
-                Outcome::Answer(Response::plain(500, &[], head_only))
-            })
+            catch_unwind(AssertUnwindSafe(|| self.execute(&mut job, workers))).unwrap_or_else(
+                |_| {
+                    log::event(format_args!(
+                        "{} {}: the job panicked; answered 500",
+                        job.id, job.route.pattern
+                    ));
+                    Outcome::Answer(Response::plain(500, &[], head_only))
+                },
+            )
         };
         let Job {
             id,
@@ -198,7 +203,7 @@ impl Handler {
     }
 
     /// Runs the job's program and says what to do with what it gave.
-    fn execute(&self, job: &mut Job) -> Outcome {
+    fn execute(&self, job: &mut Job, workers: &mut Workers) -> Outcome {
         #[cfg(debug_assertions)]
         test_hook(self, job, true);
         let route = &job.route;
@@ -213,20 +218,35 @@ impl Handler {
             Stream::new(&mut job.conn, head, route.max_output)
         });
         let started = Instant::now();
-        let result = program::run(
-            &Run {
-                argv: &job.argv,
-                env: &env,
-                stdin: &job.body,
-                deadline: Instant::now() + route.timeout,
-                max_output: route.max_output,
-                kill_grace: route.kill_grace,
-                client: route.cancel_on_disconnect.then_some(client),
-                sandbox: &route.sandbox,
-                running: &self.view.running,
-            },
-            stream.as_mut(),
-        );
+        let run = Run {
+            argv: &job.argv,
+            env: &env,
+            stdin: &job.body,
+            deadline: Instant::now() + route.timeout,
+            max_output: route.max_output,
+            kill_grace: route.kill_grace,
+            client: route.cancel_on_disconnect.then_some(client),
+            sandbox: &route.sandbox,
+            running: &self.view.running,
+        };
+        let result = match route.worker {
+            // The request goes to the route's warm worker, in frames; the
+            // worker itself starts with PATH and the route's variables only.
+            Some(_) => {
+                let frames = worker::request(&env, &job.body);
+                let base = cgi::base_environment(route);
+                let start = Run { env: &base, ..run };
+                workers.serve(
+                    route,
+                    &Run {
+                        stdin: &frames,
+                        ..run
+                    },
+                    &start,
+                )
+            }
+            None => program::run(&run, stream.as_mut()),
+        };
         let failure = result.as_ref().err().and_then(program::Failure::reason);
         route.stats.ran(started.elapsed(), failure);
         match &result {
@@ -251,7 +271,8 @@ impl Handler {
                     body: rest,
                 });
             }
-            Ok(out) if route.cgi => match cgi::parse(&out.stdout) {
+            // A worker answers with a CGI header block too.
+            Ok(out) if route.cgi || route.worker.is_some() => match cgi::parse(&out.stdout) {
                 Ok(reply) => return cgi_outcome(reply, out.stdout, route, head_only),
                 Err(e) => (Some(502), format!("wrote a malformed CGI answer: {e}")),
             },

@@ -40,6 +40,7 @@ mod template;
 mod toml;
 mod transport;
 mod watchdog;
+mod worker;
 
 use config::{Command, Config};
 use gate::{Gate, Settings};

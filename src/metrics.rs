@@ -106,9 +106,16 @@ pub struct RouteStats {
     pub answers: Answers,
     seconds: Histogram,
     failures: [AtomicU64; Reason::ALL.len()],
+    /// Warm workers started (worker routes only).
+    worker_starts: AtomicU64,
 }
 
 impl RouteStats {
+    /// A warm worker of the route was started.
+    pub fn worker_started(&self) {
+        self.worker_starts.fetch_add(1, Relaxed);
+    }
+
     /// One run of the route's program: how long, and what broke if anything.
     pub fn ran(&self, took: Duration, failure: Option<Reason>) {
         self.seconds.observe(took);
@@ -201,6 +208,11 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         "fiddler_program_failures_total",
         "counter",
         "Program runs that failed, by route and reason.",
+    );
+    family(
+        "fiddler_worker_starts_total",
+        "counter",
+        "Warm workers started, by route (first start, restarts, recycling).",
     );
     family(
         "fiddler_route_breaker_open",
@@ -324,6 +336,12 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
             "fiddler_route_breaker_open{{route=\"{route}\"}} {}",
             u8::from(r.breaker.is_open())
         ));
+        if r.worker.is_some() {
+            line(format_args!(
+                "fiddler_worker_starts_total{{route=\"{route}\"}} {}",
+                r.stats.worker_starts.load(Relaxed)
+            ));
+        }
     }
     let light = s.light();
     for color in Color::ALL {

@@ -13,6 +13,7 @@ use crate::stream::Stream;
 use crate::sys::{
     self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
 };
+use crate::worker::{self, Frame};
 use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -30,6 +31,7 @@ pub const STDERR_TAIL: usize = 2048;
 const EXIT_CHECK: Duration = Duration::from_millis(20);
 
 /// What to run and with what.
+#[derive(Clone, Copy)]
 pub struct Run<'a> {
     pub argv: &'a [OsString],
     /// The whole environment of the program (it inherits nothing).
@@ -124,6 +126,10 @@ pub enum Failure {
     Timeout(Tail),
     /// It wrote more than `max_output` and was killed: 502.
     OutputCap(Tail),
+    /// A worker's answer broke the protocol (see `worker.rs`): 502.
+    BadFrame(String, Tail),
+    /// A worker that failed rests this long before it may start again: 503.
+    Resting(Duration),
     /// Its client left, so it was stopped: no answer.
     ClientGone(Tail),
     /// The pipes to it failed (the server's side): 502.
@@ -138,6 +144,12 @@ impl fmt::Display for Failure {
             Failure::Signal(sig, _) => write!(f, "killed by signal {sig}{}", signal_name(*sig)),
             Failure::Timeout(_) => f.write_str("ran past its deadline and was killed"),
             Failure::OutputCap(_) => f.write_str("wrote more than max_output and was killed"),
+            Failure::BadFrame(why, _) => write!(f, "broke the worker protocol: {why}"),
+            Failure::Resting(left) => write!(
+                f,
+                "is resting after a failure ({} ms left); not started",
+                left.as_millis()
+            ),
             Failure::ClientGone(_) => f.write_str("was stopped: its client left"),
             Failure::Io(e) => write!(f, "pipe error: {e}"),
         }
@@ -153,6 +165,7 @@ labelled! {
         Timeout => "timeout",
         OutputCap => "output_cap",
         Pipe => "pipe",
+        Protocol => "protocol",
     }
 }
 
@@ -166,7 +179,8 @@ impl Failure {
             Failure::Timeout(_) => Reason::Timeout,
             Failure::OutputCap(_) => Reason::OutputCap,
             Failure::Io(_) => Reason::Pipe,
-            Failure::ClientGone(_) => return None,
+            Failure::BadFrame(..) => Reason::Protocol,
+            Failure::ClientGone(_) | Failure::Resting(_) => return None,
         })
     }
 
@@ -176,10 +190,12 @@ impl Failure {
             // Past its deadline, or past its CPU-seconds limit (SIGXCPU).
             Failure::Timeout(_) | Failure::Signal(SIGXCPU, _) => Some(504),
             Failure::ClientGone(_) => None,
+            Failure::Resting(_) => Some(503),
             Failure::Spawn(_)
             | Failure::Exit(..)
             | Failure::Signal(..)
             | Failure::OutputCap(_)
+            | Failure::BadFrame(..)
             | Failure::Io(_) => Some(502),
         }
     }
@@ -189,7 +205,11 @@ impl Failure {
     pub fn is_breakdown(&self) -> bool {
         matches!(
             self,
-            Failure::Spawn(_) | Failure::Signal(..) | Failure::Timeout(_) | Failure::Io(_)
+            Failure::Spawn(_)
+                | Failure::Signal(..)
+                | Failure::Timeout(_)
+                | Failure::Io(_)
+                | Failure::BadFrame(..)
         )
     }
 
@@ -199,8 +219,9 @@ impl Failure {
             | Failure::Signal(_, t)
             | Failure::Timeout(t)
             | Failure::OutputCap(t)
+            | Failure::BadFrame(_, t)
             | Failure::ClientGone(t) => t.as_bytes(),
-            Failure::Spawn(_) | Failure::Io(_) => &[],
+            Failure::Spawn(_) | Failure::Io(_) | Failure::Resting(_) => &[],
         }
     }
 }
@@ -223,10 +244,35 @@ impl Tail {
     }
 }
 
+/// What ends a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// The program's exit (a program per request).
+    Exit,
+    /// One whole answer frame (a warm worker, which goes on running).
+    Frame,
+}
+
 /// Starts the program and runs it to its end. Blocks the calling thread until
 /// then, never past `run.deadline` (plus `kill_grace`). With a `stream`,
 /// stdout goes to the client as it comes instead of into `Output`.
 pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
+    let mut group = spawn(run, run.running, false)?;
+    let mut scratch = vec![0u8; SCRATCH];
+    let result = group.serve(run, &mut scratch, stream, Until::Exit);
+    if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
+        group.stop(run.kill_grace, &mut scratch);
+    }
+    result
+}
+
+/// Bytes read from a pipe at a time.
+pub const SCRATCH: usize = 64 * 1024;
+
+/// Starts the program in a process group of its own, with the limits of its
+/// sandbox. Its stdin is a pipe if there is a body, or if `keep_stdin`
+/// (a worker, which gets request after request on it).
+pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Group<'r>, Failure> {
     let (program, args) = match run.argv.split_first() {
         Some(split) => split,
         None => return Err(Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput))),
@@ -235,7 +281,7 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
     cmd.args(args)
         .env_clear()
         .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if run.stdin.is_empty() {
+        .stdin(if run.stdin.is_empty() && !keep_stdin {
             Stdio::null()
         } else {
             Stdio::piped()
@@ -255,18 +301,24 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
     }
     sys::prepare_child(&mut cmd, sandbox.limits);
     let child = cmd.spawn().map_err(Failure::Spawn)?;
-    let mut group = Group::new(child, run.running, run.deadline + run.kill_grace);
-    let mut scratch = vec![0u8; 64 * 1024];
-    let result = group.serve(run, &mut scratch, stream);
-    if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
-        group.stop(run.kill_grace, &mut scratch);
+    let group = Group::new(child, running);
+    let pipes = [
+        fd_of(&group.stdin),
+        fd_of(&group.stdout),
+        fd_of(&group.stderr),
+    ];
+    for fd in pipes.into_iter().flatten() {
+        sys::set_nonblocking(&fd).map_err(Failure::Io)?;
     }
-    result
+    group
+        .published
+        .start(group.child.id(), run.deadline + run.kill_grace);
+    Ok(group)
 }
 
 /// A running program, its pipes, and the promise that its group is killed
 /// and reaped when this is dropped, whatever happened before.
-struct Group<'a> {
+pub struct Group<'a> {
     child: Child,
     published: &'a Running,
     stdin: Option<ChildStdin>,
@@ -277,9 +329,8 @@ struct Group<'a> {
 }
 
 impl<'a> Group<'a> {
-    fn new(mut child: Child, published: &'a Running, end: Instant) -> Group<'a> {
+    fn new(mut child: Child, published: &'a Running) -> Group<'a> {
         let exit = sys::pidfd_open(child.id()).ok();
-        published.start(child.id(), end);
         Group {
             published,
             stdin: child.stdin.take(),
@@ -291,16 +342,23 @@ impl<'a> Group<'a> {
         }
     }
 
-    fn serve(
+    /// The process id of the program (and so the id of its group).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Serves one run: feeds `run.stdin`, gathers stdout (or streams it) and
+    /// a tail of stderr, until the program exits or, for a worker, until
+    /// one whole answer frame has come (the worker then goes on running).
+    pub fn serve(
         &mut self,
         run: &Run,
         scratch: &mut [u8],
         mut stream: Option<&mut Stream>,
+        until: Until,
     ) -> Result<Output, Failure> {
-        let pipes = [fd_of(&self.stdin), fd_of(&self.stdout), fd_of(&self.stderr)];
-        for fd in pipes.into_iter().flatten() {
-            sys::set_nonblocking(&fd).map_err(Failure::Io)?;
-        }
+        self.published
+            .start(self.child.id(), run.deadline + run.kill_grace);
         let mut written = 0;
         let mut stdout = Vec::new();
         let mut stderr = Tail::default();
@@ -378,11 +436,23 @@ impl<'a> Group<'a> {
                 return Err(Failure::ClientGone(stderr));
             }
             if stdin_ready {
-                self.feed(run.stdin, &mut written);
+                self.feed(run.stdin, &mut written, until == Until::Exit);
             }
             if out_ready {
                 read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
                     .map_err(Failure::Io)?;
+                if until == Until::Frame {
+                    match worker::answer(&stdout, run.max_output) {
+                        Frame::Partial => {}
+                        Frame::Whole(body) => {
+                            self.published.end(self.child.id());
+                            stdout.drain(..body.start);
+                            return Ok(Output { stdout, stderr });
+                        }
+                        Frame::TooLong => return Err(Failure::OutputCap(stderr)),
+                        Frame::Bad(why) => return Err(Failure::BadFrame(why, stderr)),
+                    }
+                }
                 if streamed + stdout.len() > run.max_output {
                     return Err(Failure::OutputCap(stderr));
                 }
@@ -404,7 +474,17 @@ impl<'a> Group<'a> {
         let status = self
             .status
             .ok_or_else(|| Failure::Io(io::Error::other("no exit status")))?;
+        if until == Until::Frame {
+            // A worker that answered and then exited: the answer stands (the
+            // next request starts it again). One that exited mid-answer has
+            // not answered, whatever its exit code.
+            if let Frame::Whole(body) = worker::answer(&stdout, run.max_output) {
+                stdout.drain(..body.start);
+                return Ok(Output { stdout, stderr });
+            }
+        }
         match (status.code(), status.signal()) {
+            (Some(0), _) if until == Until::Frame => Err(Failure::Exit(0, stderr)),
             (Some(0), _) => Ok(Output { stdout, stderr }),
             (Some(code), _) => Err(Failure::Exit(code, stderr)),
             (None, Some(sig)) => Err(Failure::Signal(sig, stderr)),
@@ -412,16 +492,19 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Writes what stdin can take now; closes it when all is written or the
+    /// Writes what stdin can take now; closes it when all is written (if
+    /// `close_at_end`: a worker's stays open for the next request) or the
     /// program stopped reading (EPIPE is the program's choice, not an error).
-    fn feed(&mut self, body: &[u8], written: &mut usize) {
+    fn feed(&mut self, body: &[u8], written: &mut usize, close_at_end: bool) {
         let Some(pipe) = self.stdin.as_mut() else {
             return;
         };
         loop {
             let rest = body.get(*written..).unwrap_or_default();
             if rest.is_empty() {
-                self.stdin = None;
+                if close_at_end {
+                    self.stdin = None;
+                }
                 return;
             }
             match pipe.write(rest) {
@@ -456,7 +539,7 @@ impl<'a> Group<'a> {
     /// Asks the group to stop (SIGTERM) and waits up to `grace` for the
     /// program to exit, reading and dropping its output meanwhile so a full
     /// pipe cannot keep it from exiting. Drop then kills what is left.
-    fn stop(&mut self, grace: Duration, scratch: &mut [u8]) {
+    pub fn stop(&mut self, grace: Duration, scratch: &mut [u8]) {
         let _ = sys::kill_group(self.child.id(), SIGTERM);
         let until = Instant::now() + grace;
         while !self.exited_now() {

@@ -11,6 +11,7 @@ use crate::http::Method;
 use crate::metrics::RouteStats;
 use crate::program::Sandbox;
 use crate::template::{Arg, Missing};
+use crate::worker::Recycle;
 use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +103,8 @@ pub struct Route {
     pub stream: bool,
     pub breaker: Breaker,
     pub stats: Arc<RouteStats>,
+    /// A warm worker serves the route (`worker = true`), recycled so.
+    pub worker: Option<Recycle>,
     /// The bearer token a request must carry (`token_env`), if any.
     pub token: Option<Token>,
     /// Added to the clean environment (which holds only PATH otherwise).
@@ -109,6 +112,13 @@ pub struct Route {
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
     pub max_output: usize,
     pub content_type: String,
+}
+
+impl Route {
+    /// True if `other` is for the same method and path (a reload of it).
+    pub fn same_place(&self, other: &Route) -> bool {
+        self.method == other.method && self.pattern == other.pattern
+    }
 }
 
 /// A route's bearer token. Its `Debug` shows nothing of it.
@@ -212,7 +222,7 @@ impl Routes {
             let same = old
                 .list
                 .iter()
-                .find(|o| o.method == route.method && o.pattern == route.pattern)
+                .find(|o| o.same_place(route))
                 .map(|o| Arc::clone(&o.stats));
             if let (Some(stats), Some(route)) = (same, Arc::get_mut(route)) {
                 route.stats = stats;
@@ -261,6 +271,7 @@ mod tests {
             stream: false,
             breaker: Breaker::new(0, Duration::ZERO),
             stats: Arc::default(),
+            worker: None,
             token: None,
             env: vec![],
             max_output: 1,

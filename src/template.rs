@@ -53,6 +53,11 @@ impl fmt::Display for FillError {
 }
 
 impl Arg {
+    /// True if the argument holds no placeholder: it is the same for every request.
+    pub fn is_literal(&self) -> bool {
+        self.0.iter().all(|p| matches!(p, Piece::Text(_)))
+    }
+
     /// Parses one argument of a command; an error says what is wrong.
     pub fn parse(text: &str) -> Result<Arg, String> {
         let mut pieces = Vec::new();
