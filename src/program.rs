@@ -22,6 +22,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Bytes of stderr kept (the last ones) for the log.
@@ -300,7 +301,14 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
         cmd.uid(uid);
     }
     sys::prepare_child(&mut cmd, sandbox.limits);
-    let child = cmd.spawn().map_err(Failure::Spawn)?;
+    // Registered before any other thread can reap orphans: held across the
+    // spawn, the lock leaves no moment where the child is not known.
+    let child = {
+        let mut owned = owned();
+        let child = cmd.spawn().map_err(Failure::Spawn)?;
+        owned.push(child.id());
+        child
+    };
     let group = Group::new(child, running);
     let pipes = [
         fd_of(&group.stdin),
@@ -314,6 +322,14 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
         .published
         .start(group.child.id(), run.deadline + run.kill_grace);
     Ok(group)
+}
+
+/// The pids of the programs `Group`s own (and reap themselves), so that
+/// reaping orphans never takes one of them from under its owner.
+static OWNED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn owned() -> MutexGuard<'static, Vec<u32>> {
+    OWNED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A running program, its pipes, and the promise that its group is killed
@@ -583,9 +599,12 @@ impl Drop for Group<'_> {
             let _ = self.child.wait();
         }
         // Orphans of the group are ours (we are their subreaper): wait until
-        // they are gone, then reap any that left the group and already ended.
+        // they are gone, then reap any that left the group and already ended
+        // (but never another `Group`'s program).
         sys::reap_group(pgid);
-        sys::reap_exited();
+        let mut owned = owned();
+        owned.retain(|&pid| pid != pgid);
+        sys::reap_orphans(|pid| owned.contains(&pid));
     }
 }
 

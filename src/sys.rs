@@ -2,7 +2,8 @@
 //!
 //! Owns: `poll(2)`, `kill(2)` of a whole process group, `pidfd_open(2)`,
 //! `fcntl(2)` to make a pipe non-blocking, raising `RLIMIT_NOFILE`,
-//! adopting and reaping the orphans of programs (`prctl`, `waitpid`),
+//! adopting and reaping the orphans of programs (`prctl`, `waitpid`,
+//! `waitid`),
 //! `signal(2)` with a handler that only writes the signal's number to a pipe,
 //! and `shutdown(2)` of a listening socket.
 //! Must never: hold state (but the signal pipe's descriptor, which the
@@ -27,6 +28,18 @@ mod ffi {
         pub revents: c_short,
     }
 
+    /// `siginfo_t` as `waitid` fills it for a child: 128 bytes, `si_pid` at
+    /// offset 16 on 64-bit Linux (the union after three ints is 8-aligned).
+    #[repr(C)]
+    pub struct SigInfo {
+        pub signo: c_int,
+        pub errno: c_int,
+        pub code: c_int,
+        pub pad: c_int,
+        pub pid: c_int,
+        pub rest: [u8; 108],
+    }
+
     #[repr(C)]
     pub struct RLimit {
         pub cur: u64,
@@ -42,6 +55,7 @@ mod ffi {
         pub fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
         pub fn prctl(option: c_int, arg2: u64, arg3: u64, arg4: u64, arg5: u64) -> c_int;
         pub fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
+        pub fn waitid(idtype: c_int, id: u32, info: *mut SigInfo, options: c_int) -> c_int;
         pub fn setpriority(which: c_int, who: c_int, prio: c_int) -> c_int;
         /// Returns the previous handler, or `SIG_ERR` (all bits set).
         pub fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
@@ -79,6 +93,9 @@ const PRIO_PROCESS: i32 = 0;
 const PR_SET_PDEATHSIG: i32 = 1;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
 const WNOHANG: i32 = 1;
+const WEXITED: i32 = 4;
+const WNOWAIT: i32 = 0x0100_0000;
+const P_ALL: i32 = 0;
 const SHUT_RDWR: i32 = 2;
 const SIG_ERR: usize = usize::MAX;
 /// `pidfd_open` has the same number on every Linux architecture (the unified table).
@@ -234,12 +251,34 @@ pub fn reap_group(pgid: u32) {
     }
 }
 
-/// Reaps any child that has already ended (orphans adopted from a program
-/// that left its group). Never blocks.
-pub fn reap_exited() {
-    let mut status = 0;
-    // SAFETY: as in `reap_group`; WNOHANG makes the call return at once.
-    while unsafe { ffi::waitpid(-1, &mut status, WNOHANG) } > 0 {}
+/// Reaps the children that have already ended and are not `owned` (orphans
+/// adopted from a program that left its group). Stops at the first ended
+/// child that is owned: its owner reaps it, and the rest wait for the next
+/// call. Never blocks.
+pub fn reap_orphans(owned: impl Fn(u32) -> bool) {
+    loop {
+        let mut info = ffi::SigInfo {
+            signo: 0,
+            errno: 0,
+            code: 0,
+            pad: 0,
+            pid: 0,
+            rest: [0; 108],
+        };
+        // SAFETY: `info` is a valid, writable `siginfo_t` (128 bytes);
+        // WNOWAIT leaves the child as it is, WNOHANG returns at once.
+        let r = unsafe { ffi::waitid(P_ALL, 0, &mut info, WEXITED | WNOHANG | WNOWAIT) };
+        let Ok(pid) = u32::try_from(info.pid) else {
+            return;
+        };
+        if r != 0 || pid == 0 || owned(pid) {
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable int; the pid is a child
+        // that has ended, so the call does not wait.
+        unsafe { ffi::waitpid(info.pid, &mut status, WNOHANG) };
+    }
 }
 
 /// Limits a program gets before it starts (each `None` leaves the server's own).

@@ -234,3 +234,30 @@ fn a_flood_reaches_the_worker_one_request_at_a_time() {
         1
     );
 }
+
+/// A worker that dies while idle is found dead by its next request (502),
+/// even if another program's end reaped orphans in between, and the one
+/// after gets a new worker.
+#[test]
+fn a_worker_that_died_idle_is_noticed_even_after_other_programs_ended() {
+    let dir = TempDir::new();
+    let program = worker(&dir, "");
+    let s = server(
+        dir,
+        &program,
+        "timeout = 30\n[[route]]\npath = \"/once\"\ncommand = [\"true\"]\n",
+    );
+    let (pid, _) = pid_and_body(&s.post("/w", b"1"));
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Another program runs and ends: reaping its orphans must leave the
+    // dead worker to its own handler.
+    assert_eq!(s.get("/once").status, 200);
+    let r = s.post("/w", b"2");
+    assert_eq!(r.status, 502, "{}", r.text());
+    s.wait_log(|l| l.contains("killed by signal 9"));
+    assert_ne!(pid_and_body(&s.post("/w", b"3")).0, pid);
+}
