@@ -24,7 +24,8 @@ fn config(name: &str, rest: &str) -> String {
     format!("tls_cert = \"{TLS}/{name}.pem\"\ntls_key = \"{TLS}/{name}.key\"\n{rest}")
 }
 
-const ROUTES: &str = "max_body = \"4M\"\n\
+// A generous read deadline: a slow machine decrypts 2 MB slowly.
+const ROUTES: &str = "max_body = \"4M\"\nread_timeout = 300\n\
     [[route]]\nmethod = \"POST\"\npath = \"/echo\"\ncommand = [\"cat\"]\n\
     [[route]]\nmethod = \"GET\"\npath = \"/big\"\ncommand = [\"head\", \"-c\", \"30000000\", \"/dev/zero\"]\n\
     max_output = \"32M\"\n\
