@@ -414,6 +414,9 @@ impl<'a> Group<'a> {
                 fd_of(&self.exit),
             );
             // poll(2) skips entries whose descriptor is negative.
+            // A worker's stdin stays open once its request is written: poll
+            // it only while bytes are left, or poll returns at once, forever.
+            let stdin = stdin.filter(|_| written < run.stdin.len());
             let mut fds = [
                 (stdin, POLLOUT),
                 (out, POLLIN),

@@ -261,3 +261,32 @@ fn a_worker_that_died_idle_is_noticed_even_after_other_programs_ended() {
     s.wait_log(|l| l.contains("killed by signal 9"));
     assert_ne!(pid_and_body(&s.post("/w", b"3")).0, pid);
 }
+
+/// While a worker works, its handler waits in poll(2): the worker's stdin,
+/// open but with nothing left to write, must not wake it over and over.
+#[test]
+fn a_handler_does_not_spin_while_its_worker_works() {
+    let dir = TempDir::new();
+    let program = worker(&dir, "time.sleep(1)");
+    let s = server(dir, &program, "");
+    pid_and_body(&s.post("/w", b"warm up"));
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = ticks(s.pid());
+    pid_and_body(&s.post("/w", b"one second"));
+    // A spinning handler burns most of that second (about 60 ticks of 100);
+    // a waiting one, none worth counting. Counts of CPU time, not of time.
+    let used = ticks(s.pid()) - before;
+    assert!(
+        used < 30,
+        "the server used {used} ticks while its worker slept"
+    );
+}
