@@ -1,0 +1,15 @@
+#!/bin/sh
+# End-to-end run of one example behind the real binary (see e2e.py):
+#   examples/e2e.sh llama-cpp|embeddings [BIN]
+# BIN defaults to target/release/fiddler_crab (built if missing).
+# Writes examples/results-EXAMPLE.json (gitignored); exits 1 if a promise broke.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+example=${1:?usage: e2e.sh llama-cpp|embeddings [BIN]}
+[ -d "$here/$example" ] || { echo "no example $example" >&2; exit 2; }
+bin=${2:-$here/../target/release/fiddler_crab}
+if [ ! -x "$bin" ]; then
+    (cd "$here/.." && cargo build --release)
+fi
+"$here/$example/setup.sh"
+exec python3 "$here/e2e.py" "$example" "$bin"
