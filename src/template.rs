@@ -133,7 +133,9 @@ pub fn fill(
                     return Err(FillError::Nul(name));
                 }
                 out.extend_from_slice(&value);
-                if out.len() > max_len {
+                // The bound is for what requests fill in: an argument the
+                // config wrote whole is never refused.
+                if out.len() > max_len && !arg.is_literal() {
                     return Err(FillError::TooLong(name));
                 }
             }
@@ -215,6 +217,17 @@ mod tests {
         assert_eq!(
             run(&["{query.zz}"], raw, Missing::Reject),
             Err(FillError::Missing("{query.zz}".into()))
+        );
+        // max_arg (64 here) bounds what a request fills in, not what the
+        // config wrote whole.
+        let literal = "L".repeat(100);
+        assert_eq!(
+            run(&[&literal], raw, Missing::Reject),
+            Ok(vec![literal.clone()])
+        );
+        assert_eq!(
+            run(&[&format!("{literal}{{query.q}}")], raw, Missing::Reject),
+            Err(FillError::TooLong("".into()))
         );
         assert_eq!(
             run(&["a{query.zz}b"], raw, Missing::Empty),
