@@ -85,7 +85,12 @@ pub fn hundredths(s: &str) -> Option<u64> {
 
 /// `MemAvailable:  123456 kB` in bytes.
 fn available_memory(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    kib_field(meminfo, "MemAvailable:")
+}
+
+/// A `NAME  123456 kB` line of a /proc file (meminfo, PID/status), in bytes.
+pub fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
 }

@@ -230,9 +230,7 @@ impl Recycle {
 /// A process's resident memory in bytes (`VmRSS` in /proc/PID/status).
 fn resident(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
+    crate::light::kib_field(&status, "VmRSS:")
 }
 
 #[cfg(test)]
