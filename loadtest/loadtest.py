@@ -3,8 +3,8 @@
 
     loadtest.py SCENARIO [options] [-- SERVER ARGS...]
 
-Scenarios: flood, steady, slowloris, dropcost, garbage, idle (`SCENARIO -h`
-for each; README.md beside this file). Point it at a running server (--port,
+Scenarios: flood, steady, slowloris, dropcost, garbage, idle, seq (`SCENARIO
+-h` for each; README.md beside this file). Point it at a running server (--port,
 --admin-port, --pid) or let it start one (--spawn --bin PATH; what follows
 `--` goes to the server). Loopback only unless --allow-remote.
 
@@ -87,6 +87,26 @@ def cpu_ticks(path) -> Dict[str, int]:
     fields = proc_stat(path) or ["0"] * (F_RSS + 1)
     return {"own": int(fields[F_UTIME]) + int(fields[F_STIME]),
             "children": int(fields[F_CUTIME]) + int(fields[F_CSTIME])}
+
+
+def cgroup_usec(path: Optional[str]) -> Optional[int]:
+    """CPU microseconds used so far by every process that was ever in the
+    cgroup directory `path` (v2 cpu.stat usage_usec, or v1 cpuacct.usage),
+    children nobody waited for included; None without one. Finer than clock
+    ticks, and it sees what /proc/PID/stat cannot: a server that ignores
+    SIGCHLD (busybox httpd) never collects its children's CPU."""
+    if not path:
+        return None
+    try:
+        with open(os.path.join(path, "cpu.stat")) as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("usage_usec "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        pass
+    try:
+        with open(os.path.join(path, "cpuacct.usage")) as f:
+            return int(f.read()) // 1000
+    except (OSError, ValueError):
+        return None
 
 
 def context_switches(pid: int) -> int:
@@ -216,9 +236,13 @@ class Outcome:
         return str(self.status) if self.kind == "answered" else self.kind
 
 
-def http_request(method: str, path: str, body: bytes = b"") -> bytes:
-    """A well-formed HTTP/1.1 request with Content-Length."""
-    return f"{method} {path} HTTP/1.1\r\nHost: loadtest\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+def http_request(method: str, path: str, body: bytes = b"", close: bool = False) -> bytes:
+    """A well-formed HTTP/1.1 request with Content-Length (and, if `close`,
+    Connection: close, so that a server that keeps connections alive closes
+    this one after its answer, as fiddler_crab always does)."""
+    extra = "Connection: close\r\n" if close else ""
+    return (f"{method} {path} HTTP/1.1\r\nHost: loadtest\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode()
+            + body)
 
 
 def classify(data: bytes, start: float) -> Outcome:
@@ -228,7 +252,8 @@ def classify(data: bytes, start: float) -> Outcome:
         return Outcome("closed", start, end)
     line = data.split(b"\r\n", 1)[0].split(b" ")
     if len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1].isdigit():
-        return Outcome("answered", start, end, int(line[1]), data.partition(b"\r\n\r\n")[2])
+        head, _, body = data.partition(b"\r\n\r\n")
+        return Outcome("answered", start, end, int(line[1]), answer_body(body, head))
     return Outcome("garbled", start, end)
 
 
@@ -275,6 +300,55 @@ async def _exchange(addr: Tuple[str, int], payload: bytes, half_close: bool, sta
     finally:
         writer.transport.abort()
     return classify(bytes(data), start)
+
+
+def blocking_exchange(addr: Tuple[str, int], payload: bytes, timeout: float) -> Outcome:
+    """exchange() with a plain blocking socket, for a loop of one request at
+    a time on a thread or in a process of its own (no event loop to share)."""
+    start = time.monotonic()
+    data = bytearray()
+    try:
+        with socket.create_connection(addr, max(timeout, 0.001)) as s:
+            s.settimeout(max(0.001, start + timeout - time.monotonic()))
+            try:
+                s.sendall(payload)
+            except socket.timeout:
+                raise
+            except OSError:
+                pass  # closed before it read it all: what it sent still counts
+            while len(data) < MAX_ANSWER:
+                s.settimeout(max(0.001, start + timeout - time.monotonic()))
+                chunk = s.recv(READ_LIMIT)
+                if not chunk:
+                    break
+                data += chunk
+    except ConnectionRefusedError:
+        return Outcome("refused", start, time.monotonic())
+    except socket.timeout:
+        return Outcome("timeout", start, time.monotonic())
+    except OSError as e:
+        if not data:
+            return Outcome(f"error:{errno_name(e)}", start, time.monotonic())
+        # a reset after the answer: what arrived before it is the answer
+    return classify(bytes(data), start)
+
+
+def answer_body(body: bytes, head: bytes) -> bytes:
+    """The body of an answer, de-chunked if its head says chunked."""
+    if b"transfer-encoding: chunked" not in head.lower():
+        return body
+    out, rest = bytearray(), body
+    while rest:
+        size, _, rest = rest.partition(b"\r\n")
+        try:
+            n = int(size.split(b";")[0], 16)
+        except ValueError:
+            break
+        if n == 0:
+            break
+        out += rest[:n]
+        rest = rest[n + 2:]
+    return bytes(out)
 
 
 async def waves(n: int, wave: int, make: Callable) -> list:
@@ -693,6 +767,20 @@ async def slow_client(run: Run, kind: str, end: float, log: List[Tuple[str, str,
         writer.transport.abort()
 
 
+def probe_loop(addr: Tuple[str, int], payload: bytes, interval: float, end: float, timeout: float, conn) -> None:
+    """Body of the probe process (slowloris --probe-process): a request each
+    `interval` s until `end` (time.monotonic(), the same clock in every
+    process) on blocking sockets, so that the slow sockets' event loop cannot
+    delay the probe's bytes; sends [(kind, start, end, status)] through conn."""
+    probes = []
+    while time.monotonic() < end:
+        tick = time.monotonic()
+        o = blocking_exchange(addr, payload, timeout)
+        probes.append((o.kind, o.start, o.end, o.status))
+        time.sleep(max(0.0, interval - (time.monotonic() - tick)))  # the probe's schedule
+    conn.send(probes)
+
+
 async def scenario_slowloris(run: Run) -> Dict[str, object]:
     """Trickling and stalled senders, and a normal probe each interval."""
     a, server = run.args, run.server
@@ -702,11 +790,26 @@ async def scenario_slowloris(run: Run) -> Dict[str, object]:
     slow = [asyncio.ensure_future(slow_client(run, k, end, log)) for k in ("trickle", "stall") for _ in range(a.slow)]
     probes: List[Outcome] = []
     payload = http_request("POST", a.path, b"probe")
-    while time.monotonic() < end:
-        tick = time.monotonic()
-        probes.append(await exchange(server.addr, payload, run.left(a.probe_timeout)))
-        await asyncio.sleep(max(0.0, a.interval - (time.monotonic() - tick)))  # the probe's schedule
-    await asyncio.gather(*slow)
+    if a.probe_process:
+        ctx = multiprocessing.get_context("spawn")
+        conn, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=probe_loop, daemon=True,
+                           args=(server.addr, payload, a.probe_interval or a.interval, end, a.probe_timeout, child))
+        proc.start()
+        await asyncio.gather(*slow)
+        got = await asyncio.to_thread(conn.poll, run.left(a.probe_timeout + 10))
+        probes = [Outcome(k, t0, t1, st) for k, t0, t1, st in (conn.recv() if got else [])]
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+        if not got:
+            raise Usage("the probe process sent no result")
+    else:
+        while time.monotonic() < end:
+            tick = time.monotonic()
+            probes.append(await exchange(server.addr, payload, run.left(a.probe_timeout)))
+            await asyncio.sleep(max(0.0, (a.probe_interval or a.interval) - (time.monotonic() - tick)))  # schedule
+        await asyncio.gather(*slow)
     after = await server.settle(before, 0)
     ok = [p for p in probes if p.status == 200]
     if len(ok) < len(probes):
@@ -717,7 +820,9 @@ async def scenario_slowloris(run: Run) -> Dict[str, object]:
         ends[kind][how] += 1
         lives[kind] = max(lives[kind], round(lived, 2))
     return {
-        "slowloris": {"trickle sockets": a.slow, "stall sockets": a.slow, "duration s": a.duration},
+        "slowloris": {"trickle sockets": a.slow, "stall sockets": a.slow, "duration s": a.duration,
+                      "probe every s": a.probe_interval or a.interval,
+                      "probe": "a process of its own" if a.probe_process else "the slow sockets' event loop"},
         "probes": {"sent": len(probes), "answered 200": len(ok),
                    "success %": round(100 * len(ok) / len(probes), 1) if probes else None, "by end": tally(probes)},
         "probe latency ms": percentiles([p.latency for p in ok]),
@@ -749,11 +854,10 @@ async def wait_for_metric(run: Run, test: Callable[[Metrics], bool], what: str, 
         await asyncio.sleep(METRICS_EVERY)
 
 
-async def scenario_dropcost(run: Run) -> Dict[str, object]:
-    """Server CPU per excess connection, handler busy and queue full."""
+async def fill_queue(run: Run) -> Tuple[List[asyncio.StreamWriter], Metrics]:
+    """dropcost with /metrics: the handler busy, the queue full (its held
+    connections, and /metrics then)."""
     a, server = run.args, run.server
-    if not (server.pid and server.admin_port):
-        raise Usage("dropcost needs --pid and --admin-port (or --spawn)")
     first = await server.metrics()
     capacity = int(first.get("fiddler_queue_capacity", 0))
     if not 1 <= capacity <= a.max_hold:
@@ -764,16 +868,32 @@ async def scenario_dropcost(run: Run) -> Dict[str, object]:
     held = [await hold(server, a.hold_path, run.left(5))]
     await wait_for_metric(run, lambda m: metric(m, "fiddler_programs_started_total") > started, "the first program")
     held += [await hold(server, a.hold_path, run.left(5)) for _ in range(capacity - 1)]
-    before = await wait_for_metric(run, lambda m: m.get("fiddler_queue_depth") == capacity, "a full queue")
-    payload = http_request(a.method, a.path, a.body.encode())
+    return held, await wait_for_metric(run, lambda m: m.get("fiddler_queue_depth") == capacity, "a full queue")
+
+
+async def scenario_dropcost(run: Run) -> Dict[str, object]:
+    """Server CPU per excess connection, handler busy and queue full."""
+    a, server = run.args, run.server
+    if not server.pid:
+        raise Usage("dropcost needs --pid (or --spawn)")
+    if server.admin_port:
+        held, before = await fill_queue(run)
+    else:
+        # Any server: hold --hold requests (a peer's bound, made full), give
+        # them --hold-settle s to reach its queue, and trust that they did.
+        held = [await hold(server, a.hold_path, run.left(5)) for _ in range(a.hold)]
+        await asyncio.sleep(a.hold_settle if held else 0)  # no /metrics to wait for
+        before = {}
+    capacity = len(held)
+    payload = http_request(a.method, a.path, a.body.encode(), close=True)
     main_thread = f"{server.pid}/task/{server.pid}"
-    cpu0, main0 = cpu_ticks(server.pid), cpu_ticks(main_thread)
+    cpu0, main0, cg0 = cpu_ticks(server.pid), cpu_ticks(main_thread), cgroup_usec(a.cgroup)
     t0 = time.monotonic()
     outcomes = await bounded(a.concurrency, (exchange(server.addr, payload, run.left(a.request_timeout))
                                              for _ in range(a.n)))
     wall = time.monotonic() - t0
-    cpu1, main1 = cpu_ticks(server.pid), cpu_ticks(main_thread)
-    after = await server.settle(before, len(outcomes))
+    cpu1, main1, cg1 = cpu_ticks(server.pid), cpu_ticks(main_thread), cgroup_usec(a.cgroup)
+    after = await server.settle(before, len(outcomes)) if before else {}
     for w in held:
         w.transport.abort()
     steady = after and after.get("fiddler_queue_depth") == capacity and metric(
@@ -783,16 +903,79 @@ async def scenario_dropcost(run: Run) -> Dict[str, object]:
                          "or than the server's --timeout?): the CPU is not only that of drops, and the "
                          "held requests' answers are in the server's counts")
     ticks, us = cpu1["own"] - cpu0["own"], 1e6 / CLK_TCK
+    cpu = {"ticks": ticks, "clk_tck": CLK_TCK, "cpu ms": round(ticks * us / 1000, 1),
+           "us per connection": round(ticks * us / a.n, 2), "resolution us/conn": round(us / a.n, 2),
+           "main thread (listener) ticks": main1["own"] - main0["own"],
+           "reaped children ticks": cpu1["children"] - cpu0["children"]}
+    if cg0 is not None and cg1 is not None:
+        cpu["cgroup us per connection"] = round((cg1 - cg0) / a.n, 2)
     return {
-        "dropcost": {"excess connections": a.n, "held (queue)": capacity, "concurrency": a.concurrency,
+        "dropcost": {"excess connections": a.n, "held": capacity, "concurrency": a.concurrency,
                      "wall s": round(wall, 3), "connections/s": round(a.n / wall) if wall else None},
         "outcomes": tally(outcomes),
-        "server cpu (raw, whole process)": {
-            "ticks": ticks, "clk_tck": CLK_TCK, "cpu ms": round(ticks * us / 1000, 1),
-            "us per connection": round(ticks * us / a.n, 2), "resolution us/conn": round(us / a.n, 2),
-            "main thread (listener) ticks": main1["own"] - main0["own"]},
+        "server cpu (raw, whole process)": cpu,
         "accounting": run.account(outcomes, before, after, check=bool(steady)),
     }
+
+
+def seq_loop(addr: Tuple[str, int], payload: bytes, n: int, duration: float, warmup: int,
+             timeout: float, deadline: float, before_measure: Callable[[], object]) -> Tuple[List[Outcome], float]:
+    """Body of seq, on a thread of its own: `warmup` requests not counted,
+    then before_measure(), then one request after the other until n were
+    made or `duration` s (or the deadline) passed; the outcomes, the wall s."""
+    for _ in range(warmup):
+        if time.monotonic() >= deadline:
+            break
+        blocking_exchange(addr, payload, min(timeout, deadline - time.monotonic()))
+    before_measure()
+    outcomes: List[Outcome] = []
+    t0 = time.monotonic()
+    end = min(t0 + duration, deadline)
+    while len(outcomes) < n and time.monotonic() < end:
+        outcomes.append(blocking_exchange(addr, payload, min(timeout, max(0.001, deadline - time.monotonic()))))
+    return outcomes, time.monotonic() - t0
+
+
+async def scenario_seq(run: Run) -> Dict[str, object]:
+    """One request at a time, closed loop: requests/s and latency."""
+    a, server = run.args, run.server
+    body = a.body.encode()
+    payload = http_request(a.method, a.path, body, close=True)
+    marks: Dict[str, object] = {}
+
+    def mark() -> None:
+        """The server's CPU when the counted requests begin."""
+        marks["cpu"] = cpu_ticks(server.pid) if server.pid else None
+        marks["cg"] = cgroup_usec(a.cgroup)
+
+    outcomes, wall = await asyncio.to_thread(seq_loop, server.addr, payload, a.n, a.duration, a.warmup,
+                                             a.request_timeout, run.deadline, mark)
+    ok = [o for o in outcomes if o.status == a.expect]
+    if len(ok) < len(outcomes):
+        run.broken.append(f"{len(outcomes) - len(ok)} of {len(outcomes)} requests not answered {a.expect}: "
+                          f"{tally(outcomes)}")
+    wrong = sum(1 for o in ok if o.body != body) if a.check_echo and a.expect == 200 else 0
+    if wrong:
+        sample = next(o.body for o in ok if o.body != body)[:80]
+        run.broken.append(f"{wrong} answers were not the body sent (one: {sample!r}): --no-check-echo?")
+    out: Dict[str, object] = {
+        "seq": {"request": f"{a.method} {a.path}", "body bytes": len(body), "warm-up": a.warmup,
+                "requests": len(outcomes), "wall s": round(wall, 3),
+                "requests/s": round(len(ok) / wall, 1) if wall else None,
+                "echo checked": bool(a.check_echo and a.expect == 200)},
+        "outcomes": tally(outcomes),
+        f"latency ms (answered {a.expect})": percentiles([o.latency for o in ok]),
+    }
+    cost: Dict[str, object] = {}
+    if server.pid and marks.get("cpu") and outcomes:
+        cpu1, cpu0 = cpu_ticks(server.pid), marks["cpu"]
+        for k in ("own", "children"):
+            cost[f"{k} ms"] = round((cpu1[k] - cpu0[k]) * 1000 / CLK_TCK / len(outcomes), 3)
+    if marks.get("cg") is not None and outcomes:
+        cost["cgroup ms"] = round((cgroup_usec(a.cgroup) - marks["cg"]) / 1000 / len(outcomes), 3)
+    if cost:
+        out["server cpu per request (own: the server; children: programs it reaped)"] = cost
+    return out
 
 
 def garbage_cases(rng: random.Random, n: int, path: str) -> List[Tuple[str, bytes, bool]]:
@@ -901,7 +1084,8 @@ async def scenario_idle(run: Run) -> Dict[str, object]:
 
 
 SCENARIOS = {"flood": scenario_flood, "steady": scenario_steady, "slowloris": scenario_slowloris,
-             "dropcost": scenario_dropcost, "garbage": scenario_garbage, "idle": scenario_idle}
+             "dropcost": scenario_dropcost, "garbage": scenario_garbage, "idle": scenario_idle,
+             "seq": scenario_seq}
 SPAWN_DEFAULTS = {"dropcost": ["--queue", "4"]}  # before the user's server args, which win
 
 
@@ -1021,9 +1205,13 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
     g.add_argument("--spawn", action="store_true", help="start it: --bin, and its args after --")
     g.add_argument("--bin", default="target/release/fiddler_crab", help="[target/release/fiddler_crab]")
     g.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
+    g.add_argument("--cgroup", help="a cgroup directory the server runs in: its CPU, children included, "
+                                    "in microseconds (seq, dropcost, idle and the server summary)")
     g = common.add_argument_group("bounds and output")
     g.add_argument("--timeout", type=float, default=120, help="the whole scenario, s [120]")
     g.add_argument("--max-rss-mb", type=float, help="a promise: the server's tree never above it")
+    g.add_argument("--max-programs", type=int, default=1,
+                   help="a promise: most children of the server at once [1]; 0: none (another server)")
     g.add_argument("--sample-ms", type=float, default=5, help="/proc sampling period [5]")
     g.add_argument("--json", action="store_true", help="one JSON object instead of text")
 
@@ -1031,11 +1219,11 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="scenario", required=True, metavar="SCENARIO")
 
-    def count(limit: int) -> Callable[[str], int]:
-        """An argparse type: an integer in 1..limit."""
+    def count(limit: int, low: int = 1) -> Callable[[str], int]:
+        """An argparse type: an integer in low..limit."""
         def check(text: str) -> int:
-            if not 1 <= int(text) <= limit:
-                raise argparse.ArgumentTypeError(f"must be 1..{limit}")
+            if not low <= int(text) <= limit:
+                raise argparse.ArgumentTypeError(f"must be {low}..{limit}")
             return int(text)
         return check
 
@@ -1063,16 +1251,33 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
     p.add_argument("--duration", type=float, default=15, help="s [15]")
     p.add_argument("--interval", type=float, default=1.0, help="s between two trickled bytes, two probes [1]")
     p.add_argument("--probe-timeout", type=float, default=5, help="per probe, s [5]")
+    p.add_argument("--probe-interval", type=float, help="s between two probes [--interval]")
+    p.add_argument("--probe-process", action="store_true",
+                   help="send the probes from a process of their own (blocking sockets), not from the "
+                        "event loop that also runs the slow sockets")
     p = scenario("dropcost", "/echo", 10)
     p.add_argument("--n", type=count(MAX_SENDS), default=5000, help="excess connections [5000]")
     p.add_argument("--concurrency", type=count(MAX_SOCKETS), default=100, help="excess connections at once [100]")
     p.add_argument("--hold-path", default="/sleep?s=60", help="a long request: the busy handler [/sleep?s=60]")
     p.add_argument("--max-hold", type=count(MAX_SOCKETS), default=64, help="the largest server queue filled [64]")
+    p.add_argument("--hold", type=count(MAX_SOCKETS, 0), default=0,
+                   help="without --admin-port (any server): requests to --hold-path held open first [0]")
+    p.add_argument("--hold-settle", type=float, default=1.0,
+                   help="without --admin-port: s the held requests get to reach the server's queue [1]")
     p = scenario("garbage", "/echo")
     p.add_argument("--cases", type=count(MAX_SENDS), default=500, help="[500]")
     p.add_argument("--seed", type=int, default=7, help="[7]")
     p.add_argument("--concurrency", type=count(MAX_SOCKETS), default=50, help="cases at once [50]")
     p.add_argument("--case-timeout", type=float, default=1.0, help="per case, s [1]")
+    p = scenario("seq", "/echo", 10)
+    p.add_argument("--n", type=count(MAX_SENDS), default=MAX_SENDS, help=f"most requests [{MAX_SENDS}]")
+    p.add_argument("--duration", type=float, default=5, help="most s of requests [5]")
+    p.add_argument("--warmup", type=count(10000, 0), default=20,
+                   help="requests first, not counted [20]")
+    p.add_argument("--check-echo", action=argparse.BooleanOptionalAction, default=True,
+                   help="every 200 answer's body must be the body sent [yes]")
+    p.add_argument("--expect", type=int, default=200,
+                   help="the status every request must get, and the one counted in requests/s [200]")
     p = scenario("idle", "/")
     p.add_argument("--duration", type=float, default=10, help="s [10]")
     args = ap.parse_args(argv)
@@ -1098,7 +1303,7 @@ def loopback_host(host: str, allow_remote: bool) -> str:
     return ip
 
 
-def server_report(run: Run, watcher: Optional[Watcher], cpu0: Dict[str, int]) -> Dict[str, object]:
+def server_report(run: Run, watcher: Optional[Watcher], cpu0: Dict[str, Optional[int]]) -> Dict[str, object]:
     """The server's own numbers, and the promises they break."""
     server, a = run.server, run.args
     if not server.pid:
@@ -1112,14 +1317,17 @@ def server_report(run: Run, watcher: Optional[Watcher], cpu0: Dict[str, int]) ->
         rss, programs = peaks.get("rss", 0), peaks.get("programs", 0)
         out.update({"peak rss MB (tree)": round(rss / 2**20, 2), "peak threads": peaks.get("threads"),
                     "max programs at once": programs, "/proc samples": peaks.get("samples")})
-        if programs > 1:
-            run.broken.append(f"{programs} programs ran at once")
+        if a.max_programs and programs > a.max_programs:
+            run.broken.append(f"{programs} programs ran at once (--max-programs {a.max_programs})")
         if a.max_rss_mb and rss > a.max_rss_mb * 2**20:
             run.broken.append(f"peak RSS {rss / 2**20:.1f} MB is over --max-rss-mb {a.max_rss_mb:g}")
     if is_alive:
         cpu1 = cpu_ticks(server.pid)
         out["cpu s (server)"] = round((cpu1["own"] - cpu0["own"]) / CLK_TCK, 2)
         out["cpu s (programs reaped)"] = round((cpu1["children"] - cpu0["children"]) / CLK_TCK, 2)
+        cg1 = cgroup_usec(a.cgroup)
+        if cg1 is not None and cpu0.get("cgroup") is not None:
+            out["cpu s (cgroup: server and every program)"] = round((cg1 - cpu0["cgroup"]) / 1e6, 3)
     return out
 
 
@@ -1136,7 +1344,7 @@ async def run_scenario(args: argparse.Namespace, server_args: List[str]) -> Tupl
             raise Usage(f"no process {server.pid}")
     run = Run(server, args, time.monotonic() + args.timeout)
     watcher = Watcher(server.pid, args.sample_ms / 1000) if server.pid else None
-    cpu0 = cpu_ticks(server.pid) if server.pid else {}
+    cpu0: Dict[str, Optional[int]] = {**cpu_ticks(server.pid), "cgroup": cgroup_usec(args.cgroup)} if server.pid else {}
     try:
         if watcher:
             watcher.start()
