@@ -6,8 +6,8 @@
 a. sequential requests to the program-per-request route, and the same
    command run directly in a loop: the server's overhead
 b. the same to the worker route: the worker's gain
-c. a flood far beyond the queue: at most one model process at once, every
-   200 a whole answer, nothing but 200/503/closed
+c. a flood far beyond the queue, on both routes: at most one model process
+   at once, every 200 a whole real answer, nothing but 200/503/closed
 d. a client that leaves mid-request: the model process is gone soon after
 e. peak RSS of the server's tree, program per request vs worker
 Prints a table, writes results-EXAMPLE.json beside this file, exits 1 if a
@@ -248,43 +248,50 @@ def main() -> int:
     finally:
         stop(server, sampler)
 
-    # c. a flood of 50 at once against a queue of 4
+    # c. a flood of 50 at once against a queue of 4: the program-per-request
+    # route, then the worker route (its first request starts the worker)
     server, port, admin, sampler = start(queue=4)
     try:
-        outcomes, lock = [], threading.Lock()
+        for key, route in (("c_flood", ex["flood_route"]), ("c_flood_worker", ex["worker"])):
+            sampler.reset()
+            outcomes, lock = [], threading.Lock()
 
-        def one():
-            status, data, dt = request(port, ex["flood_route"], ex["body"], timeout=600)
-            with lock:
-                outcomes.append((status, data))
+            def one():
+                status, data, dt = request(port, route, ex["body"], timeout=600)
+                with lock:
+                    outcomes.append((status, data))
 
-        threads = [threading.Thread(target=one) for _ in range(50)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.monotonic() - t0
-        tally = {}
-        for status, _ in outcomes:
-            tally[str(status)] = tally.get(str(status), 0) + 1
-        real = sum(1 for s, d in outcomes if s == 200 and d.strip() and (ex["expect"] is None or b"error" not in d.lower()[:40]))
-        results["c_flood"] = {"clients": 50, "queue": 4, "wall_s": round(wall, 1), "outcomes": tally,
-                              "answered_200": tally.get("200", 0), "real_200": real,
-                              "max_models_at_once": sampler.max_models,
-                              "peak_tree_mb": round(sampler.peak_tree / 2**20),
-                              "peak_server_mb": round(sampler.peak_server / 2**20, 1),
-                              "server_alive": server.poll() is None}
-        if sampler.max_models > 1:
-            broken.append(f"c: {sampler.max_models} model processes at once")
-        other = {k: v for k, v in tally.items() if k not in ("200", "503", "closed")}
-        if other:
-            broken.append(f"c: outcomes other than 200/503/closed: {other}")
-        if real != tally.get("200", 0):
-            broken.append(f"c: {tally.get('200', 0) - real} answers 200 without a real body")
-        if server.poll() is not None:
-            broken.append("c: the server died")
+            threads = [threading.Thread(target=one) for _ in range(50)]
+            t0 = time.monotonic()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.monotonic() - t0
+            tally = {}
+            for status, _ in outcomes:
+                tally[str(status)] = tally.get(str(status), 0) + 1
+            real = sum(1 for s, d in outcomes if good(s, d))
+            results[key] = {"route": route, "clients": 50, "queue": 4, "wall_s": round(wall, 1),
+                            "outcomes": tally, "answered_200": tally.get("200", 0), "real_200": real,
+                            "max_models_at_once": sampler.max_models,
+                            "peak_tree_mb": round(sampler.peak_tree / 2**20),
+                            "peak_server_mb": round(sampler.peak_server / 2**20, 1),
+                            "server_alive": server.poll() is None}
+            if sampler.max_models > 1:
+                broken.append(f"{key}: {sampler.max_models} model processes at once")
+            other = {k: v for k, v in tally.items() if k not in ("200", "503", "closed")}
+            if other:
+                broken.append(f"{key}: outcomes other than 200/503/closed: {other}")
+            if real != tally.get("200", 0):
+                broken.append(f"{key}: {tally.get('200', 0) - real} answers 200 without a real answer")
+            if server.poll() is not None:
+                broken.append(f"{key}: the server died")
+    finally:
+        stop(server, sampler)
 
+    server, port, admin, sampler = start(queue=4)
+    try:
         # d. a client that leaves mid-generation
         path, body = ex["long"]
         s = socket.create_connection(("127.0.0.1", port))
@@ -325,6 +332,7 @@ def main() -> int:
     print(f"direct/server = {results['a_overhead_ratio']} (1.0: no overhead); worker/program = {results['b_worker_ratio']}x; "
           f"worker's first request {w['first_ms']} ms")
     print(f"c. flood {json.dumps(results['c_flood'])}")
+    print(f"c. flood, worker {json.dumps(results['c_flood_worker'])}")
     print(f"d. disconnect {json.dumps(results['d_disconnect'])}")
     if "similarity" in results:
         print(f"similarity {results['similarity']}")

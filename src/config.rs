@@ -31,7 +31,8 @@ const MIB: u64 = 1024 * KIB;
 pub enum OnFull {
     /// Accept and close at once, reading nothing.
     Close,
-    /// Accept, write one canned 503 with `Retry-After`, close.
+    /// Accept, answer 503 with `Retry-After` unread (the gate writes it and
+    /// drains the request that follows), close.
     ServiceUnavailable,
     /// Stop accepting until there is room; the kernel's backlog holds the rest.
     Backlog,
@@ -555,7 +556,7 @@ impl Builder {
                 if self.on_full == OnFull::ServiceUnavailable {
                     return fail(
                         &origin,
-                        "on_full = 503 cannot be used with TLS (the canned answer is plain HTTP): use close or backlog",
+                        "on_full = 503 cannot be used with TLS (its 503 is written before any handshake, in plain HTTP): use close or backlog",
                     );
                 }
                 Some(Arc::new(

@@ -4,7 +4,8 @@
 //! Owns: the listening socket. Per connection it checks the peer against
 //! `allow` and the ban list, does one atomic load (is there room?), and then
 //! either hands the stream to the gate or closes it: nothing else, no read,
-//! no log line, no allocation. With `--on-full
+//! no log line, no allocation. With `--on-full 503` a stream without room
+//! goes to the gate too, which answers 503 without reading. With `--on-full
 //! backlog` it holds the connection it just accepted and accepts no other
 //! until a slot is freed: the kernel's backlog holds or refuses the rest.
 //! Once shutdown begins (the signals thread shuts the socket down, which
@@ -16,18 +17,17 @@
 use crate::cidr::Cidr;
 use crate::config::OnFull;
 use crate::gate::{Inbox, ToGate};
-use crate::http::response::Response;
 use crate::log;
 use crate::queue::Conn;
 use crate::state::{Dropped, Part, State};
 use crate::sys;
 use crate::transport::Transport;
-use std::io::{self, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{self, ErrorKind};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Pauses after a failed accept (EMFILE, ENFILE, ENOBUFS…): from the first
 /// to the last, doubling, so a persistent failure costs almost nothing.
@@ -100,7 +100,6 @@ pub struct Listener {
 impl Listener {
     /// Accepts until shutdown begins.
     pub fn run(&self) {
-        let mut canned = Canned::default();
         let mut backoff = BACKOFF_FIRST;
         let mut socket = self.door.current();
         let mut broken_streak = 0;
@@ -170,8 +169,9 @@ impl Listener {
                     // Hold this one and accept no other until there is room.
                     OnFull::Backlog => self.wait_for_room(),
                     OnFull::ServiceUnavailable => {
-                        let _ = (&stream).write(canned.bytes());
+                        // The gate writes the 503 (and drains what comes after).
                         self.state.count_drop(why);
+                        self.inbox.offer(ToGate::Refused(conn(stream, peer)));
                         continue;
                     }
                     OnFull::Close => {
@@ -180,14 +180,8 @@ impl Listener {
                     }
                 }
             }
-            let conn = Conn {
-                stream,
-                transport: Transport::Plain,
-                peer,
-                accepted: Instant::now(),
-            };
             // A full mailbox means the gate is behind: the connection is closed.
-            self.inbox.offer(ToGate::Accepted(conn));
+            self.inbox.offer(ToGate::Accepted(conn(stream, peer)));
         }
     }
 
@@ -202,23 +196,12 @@ impl Listener {
     }
 }
 
-/// The 503 for `--on-full 503`, made anew only when its `Date` second changes.
-#[derive(Default)]
-struct Canned {
-    second: u64,
-    bytes: Vec<u8>,
-}
-
-impl Canned {
-    fn bytes(&mut self) -> &[u8] {
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if now != self.second || self.bytes.is_empty() {
-            let r = Response::unavailable(1, false);
-            self.bytes = [r.head, r.body].concat();
-            self.second = now;
-        }
-        &self.bytes
+/// A connection just accepted, as the gate takes it.
+fn conn(stream: TcpStream, peer: SocketAddr) -> Conn {
+    Conn {
+        stream,
+        transport: Transport::Plain,
+        peer,
+        accepted: Instant::now(),
     }
 }

@@ -3,8 +3,8 @@
 //! client.
 //!
 //! Owns: connections still sending their request (at most `max_reading`; a
-//! new one evicts the oldest), answers still being written, and the queue's
-//! gate side. Turns complete requests into jobs (or into the server's own
+//! new one evicts the oldest), answers still being written, the 503s of
+//! `--on-full 503` (at most `max_reading`), and the queue's gate side. Turns complete requests into jobs (or into the server's own
 //! answers: 404, 405, 503 when full, …) and hands them to the handler.
 //! Must never: block on a socket, run a program, or hold more than its bounds.
 
@@ -41,6 +41,9 @@ use writer::{Writer, Writers};
 pub enum ToGate {
     /// From the listener: a new connection with room for it.
     Accepted(Conn),
+    /// From the listener (`--on-full 503`): a new connection without room,
+    /// to be answered 503 without being read.
+    Refused(Conn),
     /// From the handler: the answer to a job.
     Answer(Answer),
     /// From the handler: a CGI local redirect, to be served as a new GET.
@@ -185,6 +188,9 @@ pub struct Gate {
     state: Arc<State>,
     readers: VecDeque<Reader>,
     writers: Writers,
+    /// The 503s of `--on-full 503`: apart, so that a flood of them never
+    /// makes a real answer give way.
+    refusals: Writers,
     strikes: Strikes,
     queue: Queue,
     scratch: Vec<u8>,
@@ -194,6 +200,7 @@ pub struct Gate {
 impl Gate {
     pub fn new(settings: Settings, routes: Arc<Routes>, state: Arc<State>) -> Gate {
         let writers = Writers::new(state.capacity, settings.answer_memory);
+        let refusals = Writers::new(settings.max_reading, settings.answer_memory);
         let queue = Queue::new(state.handlers.len());
         Gate {
             readers: VecDeque::with_capacity(settings.max_reading),
@@ -202,6 +209,7 @@ impl Gate {
             routes,
             state,
             writers,
+            refusals,
             queue,
             scratch: vec![0; 16 * 1024],
             fds: Vec::new(),
@@ -231,7 +239,7 @@ impl Gate {
                 self.fds
                     .push(PollFd::new(r.conn.stream.as_raw_fd(), events));
             }
-            for w in self.writers.iter() {
+            for w in self.writers.iter().chain(self.refusals.iter()) {
                 let events = if w.wants_read() { POLLIN } else { POLLOUT };
                 self.fds
                     .push(PollFd::new(w.conn.stream.as_raw_fd(), events));
@@ -241,6 +249,7 @@ impl Gate {
                 .iter()
                 .map(|r| r.deadline)
                 .chain(self.writers.next_deadline())
+                .chain(self.refusals.next_deadline())
                 .min();
             let timeout = next.map(|d| d.saturating_duration_since(now));
             if sys::poll(&mut self.fds, timeout).is_err() {
@@ -252,10 +261,13 @@ impl Gate {
             let fds = std::mem::take(&mut self.fds);
             let ready = |i: usize| fds.get(i).is_some_and(PollFd::ready);
             let readers = self.readers.len();
+            let writers = self.writers.len();
             let now = Instant::now();
             let abandoned = self
                 .writers
                 .serve(|i| ready(1 + readers + i), now, &mut self.scratch);
+            self.refusals
+                .serve(|i| ready(1 + readers + writers + i), now, &mut self.scratch);
             for _ in 0..abandoned {
                 self.state.count_drop(Dropped::AnswerAbandoned);
             }
@@ -281,7 +293,11 @@ impl Gate {
         }
         // The last answers were sent before their slots were freed.
         self.read_mailbox(mailbox);
-        if self.readers.is_empty() && self.writers.is_empty() && self.state.nothing_held() {
+        if self.readers.is_empty()
+            && self.writers.is_empty()
+            && self.refusals.is_empty()
+            && self.state.nothing_held()
+        {
             self.state.advance(Phase::Drained);
             self.state.room_freed();
         }
@@ -296,6 +312,7 @@ impl Gate {
             }
             match msg {
                 Ok(ToGate::Accepted(conn)) => self.accept(conn),
+                Ok(ToGate::Refused(conn)) => self.refuse_full(conn),
                 Ok(ToGate::Answer(a)) => self.send(a.conn, a.response, false, &a.entry),
                 Ok(ToGate::Redirect(r)) => self.redirect(r),
                 Ok(ToGate::Idle(i, tx)) => self.queue.handler_idle(i, tx),
@@ -374,6 +391,20 @@ impl Gate {
                 self.refuse(r, RequestError::Timeout);
             }
         }
+    }
+
+    /// Answers 503 to a connection there is no room for, unread (it is not
+    /// logged: the listener counted it). Its request, sent after the answer
+    /// came, is drained while the client reads: closing a socket with unread
+    /// bytes resets it, and the reset can destroy the 503 before it is read.
+    fn refuse_full(&mut self, conn: Conn) {
+        // (`--on-full 503` and TLS are refused together by the config.)
+        if conn.stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let deadline = conn.accepted + self.settings.write_timeout;
+        let w = Writer::new(conn, Response::unavailable(1, false), true, deadline);
+        self.refusals.add(w, &mut self.scratch);
     }
 
     fn refuse(&mut self, r: Reader, e: RequestError) {
