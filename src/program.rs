@@ -14,13 +14,16 @@ use crate::sys::{
     self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
 };
 use crate::worker::{self, Frame};
-use std::ffi::OsString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::fs::File;
+use std::io::{self, PipeReader, PipeWriter, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -274,42 +277,58 @@ pub const SCRATCH: usize = 64 * 1024;
 /// sandbox. Its stdin is a pipe if there is a body, or if `keep_stdin`
 /// (a worker, which gets request after request on it).
 pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Group<'r>, Failure> {
-    let (program, args) = match run.argv.split_first() {
-        Some(split) => split,
-        None => return Err(Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput))),
+    let invalid = || Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput));
+    let c_string = |bytes: Vec<u8>| CString::new(bytes).map_err(|_| invalid());
+    let Some(program) = run.argv.first() else {
+        return Err(invalid());
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(run.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if run.stdin.is_empty() && !keep_stdin {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    let argv = run
+        .argv
+        .iter()
+        .map(|a| c_string(a.as_bytes().to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = run
+        .env
+        .iter()
+        .map(|(k, v)| c_string([k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<Result<Vec<_>, _>>()?;
     let sandbox = run.sandbox;
-    if let Some(dir) = &sandbox.dir {
-        cmd.current_dir(dir);
-    }
-    if let Some(gid) = sandbox.gid {
-        cmd.gid(gid);
-    }
-    if let Some(uid) = sandbox.uid {
-        cmd.uid(uid);
-    }
-    sys::prepare_child(&mut cmd, sandbox.limits);
+    let path = locate(program, run.env, sandbox.dir.as_deref()).map_err(Failure::Spawn)?;
+    let path = c_string(path.into_vec())?;
+    let dir = match &sandbox.dir {
+        Some(d) => Some(c_string(d.as_os_str().as_bytes().to_vec())?),
+        None => None,
+    };
+    let io = |e| Failure::Spawn(e);
+    let (stdin, feed): (OwnedFd, _) = if run.stdin.is_empty() && !keep_stdin {
+        (File::open("/dev/null").map_err(io)?.into(), None)
+    } else {
+        let (r, w) = io::pipe().map_err(io)?;
+        (r.into(), Some(w))
+    };
+    let (stdout_r, stdout_w) = io::pipe().map_err(io)?;
+    let (stderr_r, stderr_w) = io::pipe().map_err(io)?;
+    let program = sys::Program {
+        path: &path,
+        argv: &argv,
+        env: &env,
+        stdio: [stdin.as_fd(), stdout_w.as_fd(), stderr_w.as_fd()],
+        dir: dir.as_deref(),
+        uid: sandbox.uid,
+        gid: sandbox.gid,
+        limits: sandbox.limits,
+    };
     // Registered before any other thread can reap orphans: held across the
     // spawn, the lock leaves no moment where the child is not known.
-    let child = {
+    let pid = {
         let mut owned = owned();
-        let child = cmd.spawn().map_err(Failure::Spawn)?;
-        owned.push(child.id());
-        child
+        let pid = sys::spawn(&program).map_err(Failure::Spawn)?;
+        owned.push(pid);
+        pid
     };
-    let group = Group::new(child, running);
+    // The child's ends are closed here: its exit then closes our reads.
+    drop((stdin, stdout_w, stderr_w));
+    let group = Group::new(pid, running, feed, stdout_r, stderr_r);
     let pipes = [
         fd_of(&group.stdin),
         fd_of(&group.stdout),
@@ -320,8 +339,36 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
     }
     group
         .published
-        .start(group.child.id(), run.deadline + run.kill_grace);
+        .start(group.pid, run.deadline + run.kill_grace);
     Ok(group)
+}
+
+/// The file to execute for `program`: itself if it names a path (a slash in
+/// it), else the first executable file of that name in the directories of
+/// the program's own PATH (glibc's default if it has none), as `execvp`
+/// would find it. Relative paths are taken from `dir`, where it will run.
+fn locate(
+    program: &OsStr,
+    env: &[(OsString, OsString)],
+    dir: Option<&Path>,
+) -> io::Result<OsString> {
+    if program.as_bytes().contains(&b'/') {
+        return Ok(program.to_owned());
+    }
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(OsStr::new("/bin:/usr/bin"), |(_, v)| v.as_os_str());
+    let here = dir.unwrap_or(Path::new("."));
+    for entry in std::env::split_paths(path) {
+        let candidate = entry.join(program);
+        let executable = std::fs::metadata(here.join(&candidate))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if executable {
+            return Ok(candidate.into_os_string());
+        }
+    }
+    Err(io::Error::from(io::ErrorKind::NotFound))
 }
 
 /// The pids of the programs `Group`s own (and reap themselves), so that
@@ -335,32 +382,38 @@ fn owned() -> MutexGuard<'static, Vec<u32>> {
 /// A running program, its pipes, and the promise that its group is killed
 /// and reaped when this is dropped, whatever happened before.
 pub struct Group<'a> {
-    child: Child,
+    /// The program's pid, which is its group's id too.
+    pid: u32,
     published: &'a Running,
-    stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    stdin: Option<PipeWriter>,
+    stdout: Option<PipeReader>,
+    stderr: Option<PipeReader>,
     exit: Option<OwnedFd>,
     status: Option<ExitStatus>,
 }
 
 impl<'a> Group<'a> {
-    fn new(mut child: Child, published: &'a Running) -> Group<'a> {
-        let exit = sys::pidfd_open(child.id()).ok();
+    fn new(
+        pid: u32,
+        published: &'a Running,
+        stdin: Option<PipeWriter>,
+        stdout: PipeReader,
+        stderr: PipeReader,
+    ) -> Group<'a> {
         Group {
+            pid,
             published,
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            exit,
+            stdin,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            exit: sys::pidfd_open(pid).ok(),
             status: None,
-            child,
         }
     }
 
     /// The process id of the program (and so the id of its group).
     pub fn id(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// Serves one run: feeds `run.stdin`, gathers stdout (or streams it) and
@@ -374,7 +427,7 @@ impl<'a> Group<'a> {
         until: Until,
     ) -> Result<Output, Failure> {
         self.published
-            .start(self.child.id(), run.deadline + run.kill_grace);
+            .start(self.pid, run.deadline + run.kill_grace);
         let mut written = 0;
         let mut stdout = Vec::new();
         let mut stderr = Tail::default();
@@ -464,7 +517,7 @@ impl<'a> Group<'a> {
                     match worker::answer(&stdout, run.max_output) {
                         Frame::Partial => {}
                         Frame::Whole(body) => {
-                            self.published.end(self.child.id());
+                            self.published.end(self.pid);
                             stdout.drain(..body.start);
                             return Ok(Output { stdout, stderr });
                         }
@@ -559,7 +612,7 @@ impl<'a> Group<'a> {
     /// program to exit, reading and dropping its output meanwhile so a full
     /// pipe cannot keep it from exiting. Drop then kills what is left.
     pub fn stop(&mut self, grace: Duration, scratch: &mut [u8]) {
-        let _ = sys::kill_group(self.child.id(), SIGTERM);
+        let _ = sys::kill_group(self.pid, SIGTERM);
         let until = Instant::now() + grace;
         while !self.exited_now() {
             let Some(left) = until.checked_duration_since(Instant::now()) else {
@@ -583,7 +636,7 @@ impl<'a> Group<'a> {
     /// True if the program has exited (and records how), without blocking.
     fn exited_now(&mut self) -> bool {
         if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
+            self.status = sys::wait(self.pid, false).ok().flatten();
         }
         self.status.is_some()
     }
@@ -593,13 +646,13 @@ impl Drop for Group<'_> {
     fn drop(&mut self) {
         // Unpublished before it is reaped, so its number is never signalled
         // once the kernel could give it to another process.
-        self.published.end(self.child.id());
+        self.published.end(self.pid);
         // The group may hold stragglers even after the leader exited (a
         // daemonised grandchild): kill them all. ESRCH means none are left.
-        let pgid = self.child.id();
+        let pgid = self.pid;
         let _ = sys::kill_group(pgid, SIGKILL);
         if self.status.is_none() {
-            let _ = self.child.wait();
+            let _ = sys::wait(self.pid, true);
         }
         // Orphans of the group are ours (we are their subreaper): wait until
         // they are gone, then reap any that left the group and already ended

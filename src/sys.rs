@@ -1,25 +1,30 @@
 //! The few system calls std lacks, and the only `unsafe` in the crate.
 //!
-//! Owns: `poll(2)`, `kill(2)` of a whole process group, `pidfd_open(2)`,
+//! Owns: starting a program the way `posix_spawn` does (`clone` with
+//! `CLONE_VM | CLONE_VFORK`: no copy of the server's page tables), with its
+//! limits and parent-death signal set in the child, and waiting for it;
+//! `poll(2)`, `kill(2)` of a whole process group, `pidfd_open(2)`,
 //! `fcntl(2)` to make a pipe non-blocking, raising `RLIMIT_NOFILE`,
 //! adopting and reaping the orphans of programs (`prctl`, `waitpid`,
 //! `waitid`),
 //! `signal(2)` with a handler that only writes the signal's number to a pipe,
 //! and `shutdown(2)` of a listening socket.
 //! Must never: hold state (but the signal pipe's descriptor, which the
-//! handler needs), allocate, or expose a raw pointer. Every function
+//! handler needs), allocate (but a program's argument arrays and the stack
+//! its child runs on before exec), or expose a raw pointer. Every function
 //! here is safe to call and returns `io::Result`; layouts are those of Linux
 //! on x86_64 and aarch64 (glibc and musl agree on them).
 
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::io::{self, PipeReader};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::time::Duration;
 
 mod ffi {
-    use std::ffi::{c_int, c_long, c_short};
+    use std::ffi::{c_char, c_int, c_long, c_short, c_void};
 
     #[repr(C)]
     pub struct PollFd {
@@ -46,7 +51,32 @@ mod ffi {
         pub max: u64,
     }
 
+    /// `sigset_t` as glibc lays it out (1024 bits; the kernel reads the first 64).
+    #[repr(C)]
+    pub struct SigSet(pub [u64; 16]);
+
     unsafe extern "C" {
+        pub fn clone(
+            child: extern "C" fn(*mut c_void) -> c_int,
+            stack: *mut c_void,
+            flags: c_int,
+            arg: *mut c_void,
+            ...
+        ) -> c_int;
+        pub fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
+        pub fn sigprocmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
+        pub fn getpid() -> c_int;
+        pub fn getppid() -> c_int;
+        pub fn getuid() -> u32;
+        pub fn setpgid(pid: c_int, pgid: c_int) -> c_int;
+        pub fn chdir(path: *const c_char) -> c_int;
+        pub fn dup2(old: c_int, new: c_int) -> c_int;
+        pub fn execve(
+            path: *const c_char,
+            argv: *const *const c_char,
+            envp: *const *const c_char,
+        ) -> c_int;
+        pub fn _exit(code: c_int) -> !;
         pub fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
         pub fn kill(pid: c_int, sig: c_int) -> c_int;
         pub fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
@@ -57,8 +87,9 @@ mod ffi {
         pub fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
         pub fn waitid(idtype: c_int, id: u32, info: *mut SigInfo, options: c_int) -> c_int;
         pub fn setpriority(which: c_int, who: c_int, prio: c_int) -> c_int;
-        /// Returns the previous handler, or `SIG_ERR` (all bits set).
-        pub fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
+        /// `handler` is a function's address, or `SIG_DFL` (0); returns the
+        /// previous handler, or `SIG_ERR` (all bits set).
+        pub fn signal(sig: c_int, handler: usize) -> usize;
         pub fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
         pub fn shutdown(fd: c_int, how: c_int) -> c_int;
         pub fn __errno_location() -> *mut c_int;
@@ -98,6 +129,25 @@ const WNOWAIT: i32 = 0x0100_0000;
 const P_ALL: i32 = 0;
 const SHUT_RDWR: i32 = 2;
 const SIG_ERR: usize = usize::MAX;
+const SIG_DFL: usize = 0;
+const SIG_SETMASK: c_int = 2;
+const SIGPIPE: i32 = 13;
+const SIGCHLD: c_int = 17;
+/// The signals `forward_signals` may take over: a child puts them (and
+/// SIGPIPE, which std ignores) back to their default before it execs.
+const FORWARDABLE: [i32; 4] = [SIGHUP, SIGINT, SIGTERM, SIGUSR1];
+const CLONE_VM: c_int = 0x100;
+const CLONE_VFORK: c_int = 0x4000;
+const F_SETFD: i32 = 2;
+/// The raw system calls that change a process's ids: glibc's wrappers would
+/// also change them in every thread of the server (which shares memory
+/// with the child until it execs).
+#[cfg(target_arch = "x86_64")]
+const SYS_SET_IDS: [i64; 3] = [116, 106, 105]; // setgroups, setgid, setuid
+#[cfg(target_arch = "aarch64")]
+const SYS_SET_IDS: [i64; 3] = [159, 144, 146];
+/// Bytes of stack for a child between clone and exec.
+const CHILD_STACK: usize = 64 * 1024;
 /// `pidfd_open` has the same number on every Linux architecture (the unified table).
 const SYS_PIDFD_OPEN: i64 = 434;
 
@@ -296,9 +346,182 @@ pub struct ChildLimits {
     pub nice: Option<i32>,
 }
 
-/// Makes `cmd` apply `limits` in the child, between fork and exec, and ties
-/// the child's life to the server's: if the server dies, it gets SIGKILL.
-pub fn prepare_child(cmd: &mut Command, limits: ChildLimits) {
+/// A program to start, everything prepared: the child, which shares the
+/// server's memory until it execs, only reads this and makes system calls.
+pub struct Program<'a> {
+    /// The file to execute (a name without a slash is not searched for).
+    pub path: &'a CStr,
+    pub argv: &'a [CString],
+    /// The whole environment, `NAME=VALUE` each.
+    pub env: &'a [CString],
+    /// Become stdin, stdout and stderr.
+    pub stdio: [BorrowedFd<'a>; 3],
+    pub dir: Option<&'a CStr>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub limits: ChildLimits,
+}
+
+/// What the child reads (all of it set before the clone) and the one thing
+/// it writes: the errno of the step that failed.
+struct ChildArgs<'a> {
+    program: &'a Program<'a>,
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+    parent: c_int,
+    /// The server runs as root: a program given a uid loses its
+    /// supplementary groups too (as std's `Command` does).
+    root: bool,
+    error: AtomicI32,
+}
+
+/// Starts `program` in a process group of its own, with its limits, its
+/// ids, its directory and a parent-death signal (SIGKILL: if the server
+/// dies, so does the program). Returns its pid once it has exec'd; an error
+/// if it could not (the errno of the step that failed, the child reaped).
+pub fn spawn(program: &Program) -> io::Result<u32> {
+    let nulled = |strings: &[CString]| -> Vec<*const c_char> {
+        strings
+            .iter()
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let args = ChildArgs {
+        program,
+        argv: nulled(program.argv),
+        envp: nulled(program.env),
+        // SAFETY: getpid takes nothing and cannot fail.
+        parent: unsafe { ffi::getpid() },
+        // SAFETY: getuid takes nothing and cannot fail.
+        root: unsafe { ffi::getuid() } == 0,
+        error: AtomicI32::new(0),
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down: the child starts at its 16-byte aligned top.
+    let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK);
+    let top = top.wrapping_sub(top as usize % 16);
+    let all = ffi::SigSet([u64::MAX; 16]);
+    let mut old = ffi::SigSet([0; 16]);
+    // SAFETY: both sets are valid `sigset_t`s for the call. With every
+    // signal blocked, no handler of the server runs in the child before it
+    // has put the default ones back.
+    unsafe { ffi::pthread_sigmask(SIG_SETMASK, &all, &mut old) };
+    // SAFETY: `child` only reads `args` (alive, unchanged, on this thread's
+    // stack: CLONE_VFORK suspends this thread until the child has exec'd or
+    // exited), writes only its atomic `error`, runs on `stack` (alive until
+    // then too) and makes only async-signal-safe system calls: no lock, no
+    // allocation, nothing that touches the server's threads.
+    let pid = unsafe {
+        ffi::clone(
+            child,
+            top.cast(),
+            CLONE_VM | CLONE_VFORK | SIGCHLD,
+            (&args as *const ChildArgs).cast_mut().cast(),
+        )
+    };
+    let cloned = io::Error::last_os_error();
+    // SAFETY: `old` is the mask saved above, only read.
+    unsafe { ffi::pthread_sigmask(SIG_SETMASK, &old, std::ptr::null_mut()) };
+    drop(stack);
+    let pid = u32::try_from(pid).map_err(|_| cloned)?;
+    match args.error.load(Relaxed) {
+        0 => Ok(pid),
+        errno => {
+            let _ = wait(pid, true);
+            Err(io::Error::from_raw_os_error(errno))
+        }
+    }
+}
+
+/// The child, between clone and exec: put back the default signal handling,
+/// tie its life to the server's, take its group, limits, ids, directory and
+/// stdio, and exec. On failure, the errno goes to the parent and the child
+/// exits 127.
+extern "C" fn child(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `ChildArgs` the suspended parent keeps alive.
+    let args = unsafe { &*arg.cast::<ChildArgs>().cast_const() };
+    let fail = |e: io::Error| child_failed(args, &e);
+    let program = args.program;
+    // SAFETY: each call below is a plain system call wrapper, given integers
+    // or pointers into `args`, which stay valid until exec: async-signal-safe.
+    unsafe {
+        for sig in FORWARDABLE.into_iter().chain([SIGPIPE]) {
+            ffi::signal(sig, SIG_DFL);
+        }
+        if ffi::sigprocmask(SIG_SETMASK, &ffi::SigSet([0; 16]), std::ptr::null_mut()) != 0 {
+            fail(io::Error::last_os_error());
+        }
+        if ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0) != 0 {
+            fail(io::Error::last_os_error());
+        }
+        // The server may have died before the line above: no signal then.
+        if ffi::getppid() != args.parent {
+            ffi::_exit(127);
+        }
+        if ffi::setpgid(0, 0) != 0 {
+            fail(io::Error::last_os_error());
+        }
+    }
+    if let Err(e) = apply_limits(program.limits) {
+        fail(e);
+    }
+    // SAFETY: as above; the ids are set by raw system calls (see SYS_SET_IDS).
+    unsafe {
+        let [setgroups, setgid, setuid] = SYS_SET_IDS;
+        if program.uid.is_some()
+            && args.root
+            && ffi::syscall(setgroups, 0 as std::ffi::c_long, 0 as std::ffi::c_long) != 0
+        {
+            fail(io::Error::last_os_error());
+        }
+        if let Some(gid) = program.gid
+            && ffi::syscall(setgid, std::ffi::c_long::from(gid)) != 0
+        {
+            fail(io::Error::last_os_error());
+        }
+        if let Some(uid) = program.uid
+            && ffi::syscall(setuid, std::ffi::c_long::from(uid)) != 0
+        {
+            fail(io::Error::last_os_error());
+        }
+        if let Some(dir) = program.dir
+            && ffi::chdir(dir.as_ptr()) != 0
+        {
+            fail(io::Error::last_os_error());
+        }
+        for (target, fd) in (0..).zip(&program.stdio) {
+            let fd = fd.as_raw_fd();
+            // dup2 onto itself would keep close-on-exec: clear it instead.
+            let r = if fd == target {
+                ffi::fcntl(fd, F_SETFD, 0)
+            } else {
+                ffi::dup2(fd, target)
+            };
+            if r < 0 {
+                fail(io::Error::last_os_error());
+            }
+        }
+        ffi::execve(
+            program.path.as_ptr(),
+            args.argv.as_ptr(),
+            args.envp.as_ptr(),
+        );
+    }
+    fail(io::Error::last_os_error())
+}
+
+/// Tells the parent what failed, and ends the child.
+fn child_failed(args: &ChildArgs, e: &io::Error) -> ! {
+    args.error
+        .store(e.raw_os_error().unwrap_or(EINVAL).max(1), Relaxed);
+    // SAFETY: _exit ends this process (the child) at once, running nothing
+    // of the server's (no atexit handlers, no buffers flushed).
+    unsafe { ffi::_exit(127) }
+}
+
+/// Sets `limits` on this process (the child, before exec).
+fn apply_limits(limits: ChildLimits) -> io::Result<()> {
     let set = |resource: i32, soft: u64, hard: u64| -> io::Result<()> {
         let lim = ffi::RLimit {
             cur: soft,
@@ -310,36 +533,45 @@ pub fn prepare_child(cmd: &mut Command, limits: ChildLimits) {
         }
         Ok(())
     };
-    let hook = move || {
-        // SAFETY: PR_SET_PDEATHSIG takes one integer (the signal); the rest are zero.
-        if unsafe { ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0) } != 0 {
+    if let Some(bytes) = limits.memory {
+        set(RLIMIT_AS, bytes, bytes)?;
+    }
+    if let Some(secs) = limits.cpu {
+        set(RLIMIT_CPU, secs, secs.saturating_add(1))?;
+    }
+    if let Some(n) = limits.open_files {
+        set(RLIMIT_NOFILE, n, n)?;
+    }
+    if let Some(n) = limits.processes {
+        set(RLIMIT_NPROC, n, n)?;
+    }
+    if let Some(nice) = limits.nice {
+        // SAFETY: setpriority takes plain integers; who = 0 is this process.
+        if unsafe { ffi::setpriority(PRIO_PROCESS, 0, nice) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        if let Some(bytes) = limits.memory {
-            set(RLIMIT_AS, bytes, bytes)?;
+    }
+    Ok(())
+}
+
+/// The exit status of our child `pid`, once it has ended: None if it has not
+/// yet and `block` is false.
+pub fn wait(pid: u32, block: bool) -> io::Result<Option<ExitStatus>> {
+    let pid = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int for the call's duration.
+        let r = unsafe { ffi::waitpid(pid, &mut status, if block { 0 } else { WNOHANG }) };
+        if r > 0 {
+            return Ok(Some(ExitStatus::from_raw(status)));
         }
-        if let Some(secs) = limits.cpu {
-            set(RLIMIT_CPU, secs, secs.saturating_add(1))?;
+        if r == 0 {
+            return Ok(None);
         }
-        if let Some(n) = limits.open_files {
-            set(RLIMIT_NOFILE, n, n)?;
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
-        if let Some(n) = limits.processes {
-            set(RLIMIT_NPROC, n, n)?;
-        }
-        if let Some(nice) = limits.nice {
-            // SAFETY: setpriority takes plain integers; who = 0 is this process.
-            if unsafe { ffi::setpriority(PRIO_PROCESS, 0, nice) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    };
-    // SAFETY: the hook runs in the forked child before exec. It calls only
-    // prctl, setrlimit and setpriority (async-signal-safe), allocates nothing
-    // (`io::Error` from an OS code does not allocate) and takes no lock.
-    unsafe {
-        cmd.pre_exec(hook);
     }
 }
 
@@ -368,7 +600,11 @@ extern "C" fn on_signal(sig: i32) {
 /// Makes each of `signals` write its number to a pipe instead of its default
 /// action, and returns the pipe's read end: a thread reads one byte per
 /// signal. Call once; the write end stays open for the life of the process.
+/// Only the `FORWARDABLE` ones may be forwarded.
 pub fn forward_signals(signals: &[i32]) -> io::Result<PipeReader> {
+    if !signals.iter().all(|s| FORWARDABLE.contains(s)) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
     let (reader, writer) = std::io::pipe()?;
     set_nonblocking(&writer)?;
     SIGNAL_PIPE.store(writer.into_raw_fd(), Relaxed);
@@ -376,7 +612,7 @@ pub fn forward_signals(signals: &[i32]) -> io::Result<PipeReader> {
         // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only calls
         // async-signal-safe functions; the glibc and musl `signal` give it
         // BSD semantics (stays installed, interrupted calls restart).
-        if unsafe { ffi::signal(sig, on_signal) } == SIG_ERR {
+        if unsafe { ffi::signal(sig, on_signal as extern "C" fn(c_int) as usize) } == SIG_ERR {
             return Err(io::Error::last_os_error());
         }
     }

@@ -12,6 +12,7 @@
 mod support;
 
 use std::io::Write;
+use std::process::Command;
 use support::{Server, TempDir};
 
 #[test]
@@ -30,6 +31,8 @@ fn failing_programs_get_5xx_and_the_server_goes_on() {
     );
     let flood = dir.script("flood.sh", "#!/bin/sh\nexec yes flood\n");
     let killed = dir.script("killed.sh", "#!/bin/sh\nkill -9 $$\n");
+    std::fs::write(dir.path("data.txt"), "not a program\n").unwrap();
+    let not_executable = dir.path("data.txt").display().to_string();
     let config = format!(
         r#"
 [[route]]
@@ -46,6 +49,12 @@ max_output = 100000
 [[route]]
 path = "/missing"
 command = ["/no/such/program"]
+[[route]]
+path = "/not-in-path"
+command = ["no-such-program-in-path"]
+[[route]]
+path = "/not-executable"
+command = ["{not_executable}"]
 [[route]]
 path = "/killed"
 command = ["{killed}"]
@@ -89,6 +98,10 @@ command = ["echo", "fine"]
     s.wait_log(|l| l.contains("wrote more than max_output"));
     assert_eq!(s.get("/missing").status, 502);
     s.wait_log(|l| l.contains("`/no/such/program` could not start"));
+    assert_eq!(s.get("/not-in-path").status, 502);
+    s.wait_log(|l| l.contains("`no-such-program-in-path` could not start: entity not found"));
+    assert_eq!(s.get("/not-executable").status, 502);
+    s.wait_log(|l| l.contains("data.txt` could not start: Permission denied"));
     assert_eq!(s.get("/killed").status, 502);
     s.wait_log(|l| l.contains("killed by signal 9"));
     let r = s.get("/ok");
@@ -277,6 +290,14 @@ dir = "/usr"
 path = "/nice"
 command = ["nice"]
 nice = 7
+[[route]]
+path = "/user"
+command = ["sh", "-c", "echo $(id -u) $(id -g) $(id -G)"]
+uid = 65534
+gid = 65534
+[[route]]
+path = "/signals"
+command = ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"]
 "#;
     let s = Server::with_config(config, &[]);
     assert_eq!(s.get("/memory").status, 502);
@@ -289,6 +310,29 @@ nice = 7
     s.wait_log(|l| l.contains("Too many open files"));
     assert_eq!(s.get("/dir").text(), "/usr\n");
     assert_eq!(s.get("/nice").text(), "7\n");
+    // As root, the ids change (and the supplementary groups are dropped);
+    // otherwise the program cannot start.
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let r = s.get("/user");
+    if root {
+        assert_eq!(r.text(), "65534 65534 65534\n");
+    } else {
+        assert_eq!(r.status, 502);
+    }
+    // Nothing of the server's signal handling is inherited: no signal
+    // blocked, and none ignored but those ignored where the server was
+    // started (std ignores SIGPIPE in the server, and in this test).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ignored = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:\t"))
+        .unwrap();
+    let sigpipe = 1 << (13 - 1);
+    let ignored = u64::from_str_radix(ignored, 16).unwrap() & !sigpipe;
+    assert_eq!(
+        s.get("/signals").text(),
+        format!("SigBlk:\t0000000000000000\nSigIgn:\t{ignored:016x}\n")
+    );
 }
 
 #[test]
