@@ -100,6 +100,8 @@ pub struct Config {
 /// What the command line asks for.
 pub enum Command {
     Run(Box<Config>),
+    /// `--check`: validate the config and look for each route's program.
+    Check(Box<Config>),
     Help,
     Version,
 }
@@ -170,6 +172,9 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
   --cgi 'METHOD PATH=PROGRAM ARG…'     the same, for a CGI/1.1 program
   --worker 'METHOD PATH=PROGRAM ARG…'  the same, for a warm worker (README)
   --quiet                 no access log
+  --check                 read the config, look for each route's program,
+                          and exit: 0 all good, 1 a program not found,
+                          2 a bad config (FILE:LINE: what is wrong)
   --version, --help
 
 Signals: SIGTERM or SIGINT drains (no new connection, held requests finish
@@ -851,6 +856,7 @@ fn route_from_flag(spec: &str, origin: &Origin) -> Result<RouteDraft, ConfigErro
 pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
     let mut flags: Vec<(String, Option<String>)> = Vec::new();
     let mut file = None;
+    let mut check = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let Ok(arg) = arg.into_string() else {
@@ -868,6 +874,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
             "--quiet" => flags.push((name, inline.or(Some("true".into())))),
+            "--check" => check = true,
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
             | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" | "--handlers"
@@ -908,7 +915,12 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             b.set(&key, Input::Flag(value), &origin)?;
         }
     }
-    b.finish().map(|c| Command::Run(Box::new(c)))
+    let config = Box::new(b.finish()?);
+    Ok(if check {
+        Command::Check(config)
+    } else {
+        Command::Run(config)
+    })
 }
 
 #[cfg(test)]

@@ -68,6 +68,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(Command::Check(config)) => check(&config),
         Ok(Command::Help) => {
             print!("{}", config::HELP);
             ExitCode::SUCCESS
@@ -81,6 +82,43 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `--check`: the config is valid (`from_args` would have said why not);
+/// says which routes' programs cannot be found.
+fn check(config: &Config) -> ExitCode {
+    let problems = program_problems(config);
+    for problem in &problems {
+        eprintln!("fiddler_crab: {problem}");
+    }
+    let routes = config.routes.list.len();
+    if problems.is_empty() {
+        println!("fiddler_crab: config ok, {routes} route(s)");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "fiddler_crab: config ok, {routes} route(s), {} program(s) not found",
+            problems.len()
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// One line per route whose program cannot run as configured.
+fn program_problems(config: &Config) -> Vec<String> {
+    config
+        .routes
+        .list
+        .iter()
+        .filter_map(|r| {
+            let problem = r.program_problem()?;
+            Some(format!(
+                "route {} {}: {problem}",
+                r.method.as_str(),
+                r.pattern
+            ))
+        })
+        .collect()
 }
 
 fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
@@ -106,6 +144,9 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     log::announce(format_args!("listening on {}", door.addr()));
     if let Some(admin) = &admin {
         log::announce(format_args!("admin on {}", admin.local_addr()?));
+    }
+    for problem in program_problems(&config) {
+        log::event(format_args!("{problem}: its requests will get 502"));
     }
     log::event(format_args!(
         "queue {}, max-reading {}, {} route(s), {open_files} open files allowed",

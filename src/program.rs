@@ -347,7 +347,7 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
 /// it), else the first executable file of that name in the directories of
 /// the program's own PATH (glibc's default if it has none), as `execvp`
 /// would find it. Relative paths are taken from `dir`, where it will run.
-fn locate(
+pub fn locate(
     program: &OsStr,
     env: &[(OsString, OsString)],
     dir: Option<&Path>,
@@ -359,16 +359,19 @@ fn locate(
         .iter()
         .find(|(k, _)| k == "PATH")
         .map_or(OsStr::new("/bin:/usr/bin"), |(_, v)| v.as_os_str());
-    let here = dir.unwrap_or(Path::new("."));
     for entry in std::env::split_paths(path) {
         let candidate = entry.join(program);
-        let executable = std::fs::metadata(here.join(&candidate))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-        if executable {
+        if executable(&candidate, dir) {
             return Ok(candidate.into_os_string());
         }
     }
     Err(io::Error::from(io::ErrorKind::NotFound))
+}
+
+/// True if `path` (taken from `dir` if relative) is a file someone may execute.
+pub fn executable(path: &Path, dir: Option<&Path>) -> bool {
+    std::fs::metadata(dir.unwrap_or(Path::new(".")).join(path))
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The pids of the programs `Group`s own (and reap themselves), so that

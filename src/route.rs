@@ -9,10 +9,11 @@
 use crate::breaker::Breaker;
 use crate::http::Method;
 use crate::metrics::RouteStats;
-use crate::program::Sandbox;
+use crate::program::{self, Sandbox};
 use crate::template::{Arg, Missing};
 use crate::worker::Recycle;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,6 +116,25 @@ pub struct Route {
 }
 
 impl Route {
+    /// Why this route's program cannot run, as far as its file tells before
+    /// any request: not in its PATH, or not an executable file. None if it
+    /// can, or if the program's name is filled in per request.
+    pub fn program_problem(&self) -> Option<String> {
+        let program = self.command.first()?;
+        if !self.args.first()?.is_literal() {
+            return None;
+        }
+        let env = crate::cgi::base_environment(self);
+        let dir = self.sandbox.dir.as_deref();
+        match program::locate(OsStr::new(program), &env, dir) {
+            Err(_) => Some(format!("`{program}` is not in its PATH")),
+            Ok(path) if !program::executable(Path::new(&path), dir) => {
+                Some(format!("`{program}` is not an executable file"))
+            }
+            Ok(_) => None,
+        }
+    }
+
     /// True if `other` is for the same method and path (a reload of it).
     pub fn same_place(&self, other: &Route) -> bool {
         self.method == other.method && self.pattern == other.pattern

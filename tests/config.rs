@@ -80,6 +80,58 @@ fn bad_config_exits_2_naming_file_and_line() {
 }
 
 #[test]
+fn check_validates_and_looks_for_each_program() {
+    let dir = TempDir::new();
+    let script = dir.script("ok.sh", "#!/bin/sh\necho ok\n");
+    std::fs::write(dir.path("plain.txt"), "not a program\n").unwrap();
+    let path = dir.path("fiddler.toml");
+    let config = format!(
+        r#"
+[[route]]
+path = "/ok"
+command = ["{script}"]
+[[route]]
+path = "/in-path"
+command = ["cat"]
+[[route]]
+path = "/relative"
+command = ["./plain.txt"]
+dir = "{dir}"
+[[route]]
+path = "/missing"
+command = ["no-such-program-anywhere"]
+"#,
+        dir = dir.0.display()
+    );
+    std::fs::write(&path, config).unwrap();
+    let (code, out, err) = run(&["--check", "-c", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(
+        out.trim(),
+        "fiddler_crab: config ok, 4 route(s), 2 program(s) not found"
+    );
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "fiddler_crab: route ANY /relative: `./plain.txt` is not an executable file",
+            "fiddler_crab: route ANY /missing: `no-such-program-anywhere` is not in its PATH",
+        ]
+    );
+    let (code, out, _) = run(&["--check", "--route", "POST /a=cat"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), "fiddler_crab: config ok, 1 route(s)")
+    );
+    let (code, _, err) = run(&["--check", "--queue", "many"]);
+    assert_eq!(code, Some(2), "{err}");
+    // Started anyway, the server says which routes cannot run.
+    let s = Server::start(&["--route", "POST /missing=no-such-program-anywhere"]);
+    s.wait_log(|l| {
+        l.contains("route POST /missing: `no-such-program-anywhere` is not in its PATH: its requests will get 502")
+    });
+}
+
+#[test]
 fn help_and_version() {
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, Some(0));
