@@ -344,9 +344,11 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
 }
 
 /// The file to execute for `program`: itself if it names a path (a slash in
-/// it), else the first executable file of that name in the directories of
-/// the program's own PATH (glibc's default if it has none), as `execvp`
-/// would find it. Relative paths are taken from `dir`, where it will run.
+/// it), else the first file of that name with an execute bit in the
+/// directories of the program's own PATH (glibc's default if it has none).
+/// Unlike `execvp`, a file that then cannot be executed is not passed over
+/// for the next one, and a file without `#!` is not given to `/bin/sh`: no
+/// shell, ever. Relative paths are taken from `dir`, where it will run.
 pub fn locate(
     program: &OsStr,
     env: &[(OsString, OsString)],

@@ -67,7 +67,6 @@ mod ffi {
         pub fn sigprocmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
         pub fn getpid() -> c_int;
         pub fn getppid() -> c_int;
-        pub fn getuid() -> u32;
         pub fn setpgid(pid: c_int, pgid: c_int) -> c_int;
         pub fn chdir(path: *const c_char) -> c_int;
         pub fn dup2(old: c_int, new: c_int) -> c_int;
@@ -102,6 +101,7 @@ pub const POLLOUT: i16 = 0x004;
 /// Peer closed its end (or shut down writing): used to see a client leave.
 pub const POLLRDHUP: i16 = 0x2000;
 
+const EPERM: i32 = 1;
 pub const EBADF: i32 = 9;
 pub const EINVAL: i32 = 22;
 pub const ENOTSOCK: i32 = 88;
@@ -122,6 +122,8 @@ const RLIMIT_NOFILE: i32 = 7;
 const RLIMIT_AS: i32 = 9;
 const PRIO_PROCESS: i32 = 0;
 const PR_SET_PDEATHSIG: i32 = 1;
+const PR_GET_DUMPABLE: i32 = 3;
+const PR_SET_DUMPABLE: i32 = 4;
 const PR_SET_CHILD_SUBREAPER: i32 = 36;
 const WNOHANG: i32 = 1;
 const WEXITED: i32 = 4;
@@ -369,9 +371,6 @@ struct ChildArgs<'a> {
     argv: Vec<*const c_char>,
     envp: Vec<*const c_char>,
     parent: c_int,
-    /// The server runs as root: a program given a uid loses its
-    /// supplementary groups too (as std's `Command` does).
-    root: bool,
     error: AtomicI32,
 }
 
@@ -393,20 +392,24 @@ pub fn spawn(program: &Program) -> io::Result<u32> {
         envp: nulled(program.env),
         // SAFETY: getpid takes nothing and cannot fail.
         parent: unsafe { ffi::getpid() },
-        // SAFETY: getuid takes nothing and cannot fail.
-        root: unsafe { ffi::getuid() } == 0,
         error: AtomicI32::new(0),
     };
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down: the child starts at its 16-byte aligned top.
     let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK);
     let top = top.wrapping_sub(top as usize % 16);
+    // SAFETY: PR_GET_DUMPABLE takes no argument (the rest are zero).
+    let dumpable = unsafe { ffi::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) };
     let all = ffi::SigSet([u64::MAX; 16]);
     let mut old = ffi::SigSet([0; 16]);
     // SAFETY: both sets are valid `sigset_t`s for the call. With every
-    // signal blocked, no handler of the server runs in the child before it
-    // has put the default ones back.
-    unsafe { ffi::pthread_sigmask(SIG_SETMASK, &all, &mut old) };
+    // signal blocked (glibc keeps its own two, 32 and 33, which the server
+    // never gets: it neither cancels threads nor calls glibc's setuid), no
+    // handler of the server runs in the child before it has put the
+    // default ones back.
+    if unsafe { ffi::pthread_sigmask(SIG_SETMASK, &all, &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: `child` only reads `args` (alive, unchanged, on this thread's
     // stack: CLONE_VFORK suspends this thread until the child has exec'd or
     // exited), writes only its atomic `error`, runs on `stack` (alive until
@@ -424,6 +427,14 @@ pub fn spawn(program: &Program) -> io::Result<u32> {
     // SAFETY: `old` is the mask saved above, only read.
     unsafe { ffi::pthread_sigmask(SIG_SETMASK, &old, std::ptr::null_mut()) };
     drop(stack);
+    if dumpable >= 0 && (program.uid.is_some() || program.gid.is_some()) {
+        // The child changed its ids while it shared the server's memory,
+        // and the kernel marked that memory not dumpable: undo it, or the
+        // server would leave no core dump and its /proc files would be
+        // root's alone.
+        // SAFETY: PR_SET_DUMPABLE takes one integer; the rest are zero.
+        unsafe { ffi::prctl(PR_SET_DUMPABLE, dumpable as u64, 0, 0, 0) };
+    }
     let pid = u32::try_from(pid).map_err(|_| cloned)?;
     match args.error.load(Relaxed) {
         0 => Ok(pid),
@@ -434,81 +445,79 @@ pub fn spawn(program: &Program) -> io::Result<u32> {
     }
 }
 
-/// The child, between clone and exec: put back the default signal handling,
-/// tie its life to the server's, take its group, limits, ids, directory and
-/// stdio, and exec. On failure, the errno goes to the parent and the child
-/// exits 127.
+/// The child, between clone and exec, in the order of std's `Command`
+/// (whose `pre_exec` hook set the death signal and limits last): default
+/// signal handlers back, stdio, ids, directory, group, the death signal
+/// (after the ids: changing them clears it), limits, an empty signal mask,
+/// exec. On failure, the errno goes to the parent and the child exits 127.
 extern "C" fn child(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the `ChildArgs` the suspended parent keeps alive.
     let args = unsafe { &*arg.cast::<ChildArgs>().cast_const() };
-    let fail = |e: io::Error| child_failed(args, &e);
     let program = args.program;
+    let check = |r: c_int| {
+        if r < 0 {
+            child_failed(args, &io::Error::last_os_error());
+        }
+    };
     // SAFETY: each call below is a plain system call wrapper, given integers
     // or pointers into `args`, which stay valid until exec: async-signal-safe.
+    // The ids are set by raw system calls (see SYS_SET_IDS).
     unsafe {
+        // Still blocked: no handler of the server's can run from here on.
         for sig in FORWARDABLE.into_iter().chain([SIGPIPE]) {
             ffi::signal(sig, SIG_DFL);
-        }
-        if ffi::sigprocmask(SIG_SETMASK, &ffi::SigSet([0; 16]), std::ptr::null_mut()) != 0 {
-            fail(io::Error::last_os_error());
-        }
-        if ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0) != 0 {
-            fail(io::Error::last_os_error());
-        }
-        // The server may have died before the line above: no signal then.
-        if ffi::getppid() != args.parent {
-            ffi::_exit(127);
-        }
-        if ffi::setpgid(0, 0) != 0 {
-            fail(io::Error::last_os_error());
-        }
-    }
-    if let Err(e) = apply_limits(program.limits) {
-        fail(e);
-    }
-    // SAFETY: as above; the ids are set by raw system calls (see SYS_SET_IDS).
-    unsafe {
-        let [setgroups, setgid, setuid] = SYS_SET_IDS;
-        if program.uid.is_some()
-            && args.root
-            && ffi::syscall(setgroups, 0 as std::ffi::c_long, 0 as std::ffi::c_long) != 0
-        {
-            fail(io::Error::last_os_error());
-        }
-        if let Some(gid) = program.gid
-            && ffi::syscall(setgid, std::ffi::c_long::from(gid)) != 0
-        {
-            fail(io::Error::last_os_error());
-        }
-        if let Some(uid) = program.uid
-            && ffi::syscall(setuid, std::ffi::c_long::from(uid)) != 0
-        {
-            fail(io::Error::last_os_error());
-        }
-        if let Some(dir) = program.dir
-            && ffi::chdir(dir.as_ptr()) != 0
-        {
-            fail(io::Error::last_os_error());
         }
         for (target, fd) in (0..).zip(&program.stdio) {
             let fd = fd.as_raw_fd();
             // dup2 onto itself would keep close-on-exec: clear it instead.
-            let r = if fd == target {
+            check(if fd == target {
                 ffi::fcntl(fd, F_SETFD, 0)
             } else {
                 ffi::dup2(fd, target)
-            };
-            if r < 0 {
-                fail(io::Error::last_os_error());
+            });
+        }
+        let [setgroups, setgid, setuid] = SYS_SET_IDS;
+        if program.uid.is_some() {
+            // No supplementary groups are kept (as std does); without
+            // CAP_SETGID there are none to drop that a uid change keeps.
+            let r = ffi::syscall(setgroups, 0 as std::ffi::c_long, 0 as std::ffi::c_long);
+            if r != 0 && io::Error::last_os_error().raw_os_error() != Some(EPERM) {
+                child_failed(args, &io::Error::last_os_error());
             }
         }
+        if let Some(gid) = program.gid {
+            check(ffi::syscall(setgid, std::ffi::c_long::from(gid)) as c_int);
+        }
+        if let Some(uid) = program.uid {
+            check(ffi::syscall(setuid, std::ffi::c_long::from(uid)) as c_int);
+        }
+        if let Some(dir) = program.dir {
+            check(ffi::chdir(dir.as_ptr()));
+        }
+        check(ffi::setpgid(0, 0));
+        check(ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0));
+        // The server may have died before the line above: no signal then.
+        if ffi::getppid() != args.parent {
+            ffi::_exit(127);
+        }
+    }
+    if let Err(e) = apply_limits(program.limits) {
+        child_failed(args, &e);
+    }
+    // SAFETY: as above.
+    unsafe {
+        check(ffi::sigprocmask(
+            SIG_SETMASK,
+            &ffi::SigSet([0; 16]),
+            std::ptr::null_mut(),
+        ));
         ffi::execve(
             program.path.as_ptr(),
             args.argv.as_ptr(),
             args.envp.as_ptr(),
         );
     }
-    fail(io::Error::last_os_error())
+    child_failed(args, &io::Error::last_os_error())
 }
 
 /// Tells the parent what failed, and ends the child.

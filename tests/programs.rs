@@ -32,6 +32,8 @@ fn failing_programs_get_5xx_and_the_server_goes_on() {
     let flood = dir.script("flood.sh", "#!/bin/sh\nexec yes flood\n");
     let killed = dir.script("killed.sh", "#!/bin/sh\nkill -9 $$\n");
     std::fs::write(dir.path("data.txt"), "not a program\n").unwrap();
+    // Executable, but no `#!`: execvp would hand it to /bin/sh; never here.
+    let no_shebang = dir.script("no-shebang", "echo from a shell\n");
     let not_executable = dir.path("data.txt").display().to_string();
     let config = format!(
         r#"
@@ -55,6 +57,9 @@ command = ["no-such-program-in-path"]
 [[route]]
 path = "/not-executable"
 command = ["{not_executable}"]
+[[route]]
+path = "/no-shebang"
+command = ["{no_shebang}"]
 [[route]]
 path = "/killed"
 command = ["{killed}"]
@@ -102,6 +107,8 @@ command = ["echo", "fine"]
     s.wait_log(|l| l.contains("`no-such-program-in-path` could not start: entity not found"));
     assert_eq!(s.get("/not-executable").status, 502);
     s.wait_log(|l| l.contains("data.txt` could not start: Permission denied"));
+    assert_eq!(s.get("/no-shebang").status, 502);
+    s.wait_log(|l| l.contains("no-shebang` could not start: Exec format error"));
     assert_eq!(s.get("/killed").status, 502);
     s.wait_log(|l| l.contains("killed by signal 9"));
     let r = s.get("/ok");
