@@ -444,6 +444,56 @@ fn the_circuit_breaker_opens_cools_down_and_closes() {
 }
 
 #[test]
+fn a_program_run_as_another_user_does_not_outlive_a_killed_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    // The program runs as nobody: it writes its pid where nobody may.
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pid_file = dir.path("pid");
+    let script = format!(
+        "echo $$ > {0}.tmp && mv {0}.tmp {0} && exec sleep 1000",
+        pid_file.display()
+    );
+    let config = format!(
+        "[[route]]\npath = \"/sleep\"\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\nuid = 65534\ngid = 65534\n"
+    );
+    let mut s = Server::with_config_in(dir, &config, &[]);
+    if Command::new("id").arg("-u").output().unwrap().stdout != b"0\n" {
+        // Only root may change ids: the program cannot start.
+        assert_eq!(s.get("/sleep").status, 502);
+        return;
+    }
+    let mut c = s.connect();
+    c.write_all(b"GET /sleep HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let pid = wait_for(|| std::fs::read_to_string(&pid_file).ok());
+    s.kill();
+    // Changing ids clears a parent-death signal set before them: it is set
+    // after. Gone, or dead and waiting for init to reap it.
+    wait_for(|| {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        let gone = stat.map_or(true, |st| st.rsplit(") ").next().unwrap().starts_with('Z'));
+        gone.then_some(())
+    });
+}
+
+/// Looks again and again (the kernel offers nothing to wait on) until `look`
+/// finds something.
+fn wait_for<T>(look: impl Fn() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(found) = look() {
+            return found;
+        }
+        assert!(
+            start.elapsed() < support::DEADLINE,
+            "not within the deadline"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
 fn a_program_does_not_outlive_a_killed_server() {
     let dir = TempDir::new();
     let control = support::Control::new(&dir.0);
