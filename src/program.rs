@@ -287,10 +287,14 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
         .iter()
         .map(|a| c_string(a.as_bytes().to_vec()))
         .collect::<Result<Vec<_>, _>>()?;
+    // A name given twice (a route's `env` over the server's PATH or a CGI
+    // variable) keeps its last value.
     let env = run
         .env
         .iter()
-        .map(|(k, v)| c_string([k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .enumerate()
+        .filter(|&(i, (k, _))| !run.env.iter().skip(i + 1).any(|(later, _)| later == k))
+        .map(|(_, (k, v))| c_string([k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect::<Result<Vec<_>, _>>()?;
     let sandbox = run.sandbox;
     let path = locate(program, run.env, sandbox.dir.as_deref()).map_err(Failure::Spawn)?;
@@ -359,7 +363,7 @@ pub fn locate(
     }
     let path = env
         .iter()
-        .find(|(k, _)| k == "PATH")
+        .rfind(|(k, _)| k == "PATH")
         .map_or(OsStr::new("/bin:/usr/bin"), |(_, v)| v.as_os_str());
     for entry in std::env::split_paths(path) {
         let candidate = entry.join(program);

@@ -206,6 +206,27 @@ content_type = "application/x-env"
 }
 
 #[test]
+fn a_route_env_overrides_path_and_the_program_is_found_in_it() {
+    let dir = TempDir::new();
+    dir.script("only-here", "#!/bin/sh\necho \"$PATH $SERVER_NAME\"\n");
+    let config = format!(
+        r#"
+[[route]]
+path = "/own"
+command = ["only-here"]
+env = ["PATH={}:/usr/bin:/bin", "SERVER_NAME=set by the route"]
+"#,
+        dir.0.display()
+    );
+    let s = Server::with_config(&config, &[]);
+    let r = s.get("/own");
+    assert_eq!(
+        r.text(),
+        format!("{}:/usr/bin:/bin set by the route\n", dir.0.display())
+    );
+}
+
+#[test]
 fn arguments_are_never_given_to_a_shell() {
     let s = Server::start(&["--route", "GET /a=echo $(id) ; ls > /tmp/x"]);
     let r = s.get("/a");
