@@ -2,36 +2,82 @@
 //! the handler: `GET /health`, `GET /ready` (what a load balancer polls),
 //! `GET /metrics` (Prometheus text format 0.0.4) and `GET /status` (JSON).
 //!
-//! Owns: the admin socket and one admin connection at a time, each with short
-//! deadlines. Must never: take a lock or wait on the handler; it only reads
-//! the atomics in `State` and the routes it was last sent.
+//! Owns: the admin socket and the admin connections still sending their
+//! request, served by one `poll` loop: at most `MAX_WAITING` (a new one
+//! evicts the oldest), each with 2 s to send its request, so silent or
+//! trickling connections cannot hold a probe back. An answer is written
+//! with a 2 s deadline. Must never: take a lock or wait on the handler; it
+//! only reads the atomics in `State` and the routes it was last sent.
 
-use crate::http::Status;
-use crate::http::request::{Limits, parse_head};
+use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
+use crate::http::{RequestError, Status};
 use crate::log;
 use crate::metrics;
 use crate::route::Routes;
 use crate::state::{HandlerState, State};
-use std::io::{Read, Write};
+use crate::sys::{self, POLLIN, PollFd};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Read as _, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(2);
+/// Most admin connections still sending their request.
+const MAX_WAITING: usize = 16;
 
-/// Serves admin connections one at a time; `reloads` brings the routes
-/// that SIGHUP loaded.
+/// An admin connection whose request has not all come.
+struct Waiting {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    by: Instant,
+}
+
+/// What a read of a waiting connection came to.
+enum Read {
+    /// The whole head, or a request the parser refused.
+    Done(Result<Head, RequestError>),
+    More,
+    /// Closed, failed, or past its deadline: dropped without an answer.
+    Gone,
+}
+
+/// Serves the admin socket until the process ends; `reloads` brings the
+/// routes that SIGHUP loaded. Idle, it sleeps in `poll` without a timeout.
 pub fn run(
     socket: &TcpListener,
     state: &State,
     mut routes: Arc<Routes>,
     reloads: &Receiver<Arc<Routes>>,
 ) {
+    if let Err(e) = socket.set_nonblocking(true) {
+        log::event(format_args!("admin: cannot serve: {e}"));
+        return;
+    }
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut fds = Vec::new();
     let mut stall_told = false;
-    for stream in socket.incoming() {
+    loop {
+        fds.clear();
+        fds.push(PollFd::new(socket.as_raw_fd(), POLLIN));
+        fds.extend(
+            waiting
+                .iter()
+                .map(|w| PollFd::new(w.stream.as_raw_fd(), POLLIN)),
+        );
+        let now = Instant::now();
+        let timeout = waiting
+            .iter()
+            .map(|w| w.by.saturating_duration_since(now))
+            .min();
+        if sys::poll(&mut fds, timeout).is_err() {
+            thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         while let Ok(newer) = reloads.try_recv() {
             routes = newer;
         }
@@ -44,33 +90,65 @@ pub fn run(
             ));
         }
         stall_told = stalled;
-        match stream {
-            Ok(stream) => answer(stream, state, &routes),
-            Err(_) => thread::sleep(Duration::from_millis(50)),
+        let now = Instant::now();
+        let ready: Vec<bool> = fds.iter().skip(1).map(PollFd::ready).collect();
+        let mut kept = VecDeque::with_capacity(waiting.len());
+        for (mut w, ready) in waiting.drain(..).zip(ready) {
+            match if ready { w.read() } else { Read::More } {
+                Read::Done(head) => answer(w.stream, head, state, &routes),
+                Read::More if w.by > now => kept.push_back(w),
+                Read::More | Read::Gone => {}
+            }
+        }
+        waiting = kept;
+        while let Ok((stream, _)) = socket.accept() {
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if waiting.len() >= MAX_WAITING {
+                waiting.pop_front();
+            }
+            waiting.push_back(Waiting {
+                stream,
+                buf: Vec::with_capacity(1024),
+                by: Instant::now() + DEADLINE,
+            });
         }
     }
 }
 
-fn answer(mut stream: TcpStream, state: &State, routes: &Routes) {
-    let _ = stream.set_read_timeout(Some(DEADLINE));
-    let _ = stream.set_write_timeout(Some(DEADLINE));
-    let limits = Limits {
-        max_body: 0,
-        ..Limits::default()
-    };
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    let head = loop {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+impl Waiting {
+    /// Reads what has come, without waiting.
+    fn read(&mut self) -> Read {
+        let limits = Limits {
+            max_body: 0,
+            ..Limits::default()
+        };
+        let mut chunk = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Read::Gone,
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Read::Gone,
+            }
         }
-        match parse_head(&buf, &limits) {
-            Ok(Status::Complete((head, _))) => break Ok(head),
-            Ok(Status::Partial) => {}
-            Err(e) => break Err(e),
+        match parse_head(&self.buf, &limits) {
+            Ok(Status::Complete((head, _))) => Read::Done(Ok(head)),
+            Ok(Status::Partial) => Read::More,
+            Err(e) => Read::Done(Err(e)),
         }
-    };
+    }
+}
+
+/// Answers one request; the write may block up to `DEADLINE`.
+fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State, routes: &Routes) {
+    if stream.set_nonblocking(false).is_err() || stream.set_write_timeout(Some(DEADLINE)).is_err() {
+        return;
+    }
     let response = match head {
         Err(e) => Response::plain(e.status(), &[], false),
         Ok(head) => {

@@ -241,3 +241,37 @@ fn ready_turns_503_while_the_queue_is_full_and_back() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn slow_admin_clients_do_not_hold_a_probe_back() {
+    let s = Server::start(&[]);
+    let admin = s.admin.unwrap();
+    // More connections than the admin port keeps waiting, silent or
+    // trickling a byte at a time: none of them may delay a probe.
+    let silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(admin).unwrap())
+        .collect();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let done = std::sync::Arc::clone(&done);
+        let mut c = TcpStream::connect(admin).unwrap();
+        std::thread::spawn(move || {
+            // The pace of a slowloris, not a wait for anything: it keeps
+            // going until the probe has its answer.
+            for &b in b"GET /ready HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'))
+            {
+                if done.load(std::sync::atomic::Ordering::Relaxed) || c.write_all(&[b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let r = s.admin_get("/ready");
+    assert_eq!((r.status, r.text().as_str()), (200, "ready\n"));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
+    drop(silent);
+}
