@@ -81,6 +81,8 @@ pub struct Config {
     pub pace: Duration,
     /// After SIGTERM: how long held requests have to finish.
     pub drain_timeout: Duration,
+    /// After SIGTERM, serve on this long with /ready 503 before draining.
+    pub drain_delay: Duration,
     pub quiet: bool,
     pub log_format: LogFormat,
     /// Where the log goes (stderr if none); reopened on SIGHUP.
@@ -164,6 +166,8 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
   --handlers N|auto       programs at once, 1 to 4; auto: max_handlers
                           while the traffic light is green, else 1       [1]
   --drain-timeout SECS    after SIGTERM, time to finish held requests   [30]
+  --drain-delay SECS      after SIGTERM, serve on this long with /ready
+                          503 (for a load balancer to notice) first      [0]
   --log-file PATH         log here instead of stderr (reopened on SIGHUP)
   --log-format text|json  one line of text, or one JSON object, per event
   --route 'METHOD PATH=COMMAND ARG…'   a route; METHOD may be ANY; a PATH
@@ -221,6 +225,7 @@ struct Builder {
     answer_memory: usize,
     pace: Duration,
     drain_timeout: Duration,
+    drain_delay: Duration,
     quiet: bool,
     log_format: LogFormat,
     log_file: Option<PathBuf>,
@@ -250,6 +255,7 @@ impl Default for Builder {
             answer_memory: 64 * MIB as usize,
             pace: Duration::ZERO,
             drain_timeout: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             quiet: false,
             log_format: LogFormat::Text,
             log_file: None,
@@ -457,6 +463,7 @@ impl Builder {
             "answer_memory" => self.answer_memory = v.bytes(origin, MIB, 64 * 1024 * MIB)? as usize,
             "pace" => self.pace = Duration::from_millis(v.count(origin, 0, 3_600_000)?),
             "drain_timeout" => self.drain_timeout = v.seconds(origin)?,
+            "drain_delay" => self.drain_delay = Duration::from_secs(v.count(origin, 0, 3600)?),
             "quiet" => self.quiet = v.boolean(origin)?,
             "log_format" => {
                 self.log_format = match v.string(origin)?.as_str() {
@@ -599,6 +606,7 @@ impl Builder {
             answer_memory: self.answer_memory,
             pace: self.pace,
             drain_timeout: self.drain_timeout,
+            drain_delay: self.drain_delay,
             quiet: self.quiet,
             log_format: self.log_format,
             log_file: self.log_file,
@@ -877,8 +885,8 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "--check" => check = true,
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
-            | "--cgi" | "--drain-timeout" | "--log-file" | "--log-format" | "--handlers"
-            | "--tls-cert" | "--tls-key" | "--worker" => {
+            | "--cgi" | "--drain-timeout" | "--drain-delay" | "--log-file" | "--log-format"
+            | "--handlers" | "--tls-cert" | "--tls-key" | "--worker" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {

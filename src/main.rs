@@ -226,6 +226,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         admin: admin_reloads,
         args,
         routes,
+        drain_delay: config.drain_delay,
     };
     spawn("signals", move || signals.run())?;
 

@@ -139,7 +139,7 @@ fn label(r: &Route) -> String {
 
 /// True while a load balancer should send work here.
 pub fn ready(s: &State) -> bool {
-    s.has_room() && !s.stopping()
+    s.has_room() && !s.leaving()
 }
 
 /// /metrics: every counter and gauge, in Prometheus text format 0.0.4.
@@ -356,7 +356,7 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         "fiddler_bans_active {}",
         s.bans.active(Instant::now())
     ));
-    line(format_args!("fiddler_draining {}", u8::from(s.stopping())));
+    line(format_args!("fiddler_draining {}", u8::from(s.leaving())));
     line(format_args!(
         "fiddler_log_lines_dropped_total {}",
         log::dropped()

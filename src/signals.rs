@@ -1,5 +1,6 @@
 //! Signals (the organism's toxin). SIGTERM or SIGINT: stop accepting at once
-//! and drain — held requests finish within `drain_timeout`, then the process
+//! (or, with a `drain_delay`, first serve on that long with /ready 503) and
+//! drain — held requests finish within `drain_timeout`, then the process
 //! exits 0; a second one kills the running program and exits at once.
 //! SIGHUP: reopen the log file and reload the routes from the config.
 //!
@@ -15,9 +16,10 @@ use crate::listener::Door;
 use crate::log;
 use crate::route::Routes;
 use crate::state::{Phase, State};
-use crate::sys::{self, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
+use crate::sys::{self, POLLIN, PollFd, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, PipeReader, Read};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
@@ -38,6 +40,8 @@ pub struct Signals {
     pub args: Vec<OsString>,
     /// The routes in force, whose counters a reload carries over.
     pub routes: Arc<Routes>,
+    /// After SIGTERM, how long to serve on before the drain begins.
+    pub drain_delay: Duration,
 }
 
 /// Makes SIGTERM, SIGINT and SIGHUP write to a pipe (instead of ending the
@@ -55,14 +59,28 @@ pub fn catch() -> io::Result<PipeReader> {
 
 impl Signals {
     /// Reads signals until the pipe fails (it never closes: its write end
-    /// lives as long as the process).
+    /// lives as long as the process); between two, begins the drain once a
+    /// `drain_delay` has passed.
     pub fn run(mut self) {
         let mut byte = [0u8; 1];
+        let mut drain_at = None;
         loop {
+            let now = Instant::now();
+            if drain_at.is_some_and(|at| at <= now) {
+                drain_at = None;
+                self.drain(format_args!("drain_delay over"));
+            }
+            let mut fds = [PollFd::new(self.pipe.as_raw_fd(), POLLIN)];
+            let wait = drain_at.map(|at: Instant| at.saturating_duration_since(now));
+            if sys::poll(&mut fds, wait).is_ok_and(|n| n == 0) {
+                continue;
+            }
             match self.pipe.read(&mut byte) {
                 Ok(1) => {
                     let [sig] = byte;
-                    self.on(i32::from(sig));
+                    if let Some(delay) = self.on(i32::from(sig)) {
+                        drain_at = Some(Instant::now() + delay);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Ok(_) | Err(_) => return,
@@ -70,23 +88,23 @@ impl Signals {
         }
     }
 
-    fn on(&mut self, sig: i32) {
+    /// Acts on one signal; returns the delay after which to begin the drain,
+    /// if it is not begun now.
+    fn on(&mut self, sig: i32) -> Option<Duration> {
         match sig {
-            SIGTERM | SIGINT if self.state.advance(Phase::Draining) => {
-                if let Err(e) = self.door.shut() {
-                    log::event(format_args!("cannot stop listening: {e}"));
+            SIGTERM | SIGINT if self.state.advance(Phase::Leaving) => {
+                if self.drain_delay.is_zero() {
+                    self.drain(format_args!("signal {sig}"));
+                    return None;
                 }
                 log::event(format_args!(
-                    "signal {sig}: draining; {} request(s) held; no new connection",
-                    self.state.held()
+                    "signal {sig}: /ready is 503; serving on for {}s (drain_delay), then draining",
+                    self.drain_delay.as_secs()
                 ));
-                // A listener waiting for room (`--on-full backlog`) and the
-                // gate both look at the phase again.
-                self.state.room_freed();
-                self.inbox.wake();
+                return Some(self.drain_delay);
             }
             SIGTERM | SIGINT => {
-                // Before anything is killed: a drain that then ends must
+                // A second one. Before anything is killed: a drain that then ends must
                 // not let `main` exit 0 first.
                 self.state.advance(Phase::Killed);
                 self.state.signal_programs(SIGKILL);
@@ -106,6 +124,26 @@ impl Signals {
             }
             _ => {}
         }
+        None
+    }
+
+    /// Begins the drain: the listening socket is shut (new connections are
+    /// refused), and what is held is finished.
+    fn drain(&self, why: std::fmt::Arguments) {
+        if !self.state.advance(Phase::Draining) {
+            return; // a second signal came first
+        }
+        if let Err(e) = self.door.shut() {
+            log::event(format_args!("cannot stop listening: {e}"));
+        }
+        log::event(format_args!(
+            "{why}: draining; {} request(s) held; no new connection",
+            self.state.held()
+        ));
+        // A listener waiting for room (`--on-full backlog`) and the gate
+        // both look at the phase again.
+        self.state.room_freed();
+        self.inbox.wake();
     }
 
     /// Reads the config again and hands its routes to the gate and the

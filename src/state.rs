@@ -51,6 +51,10 @@ labelled! {
     /// step.
     pub enum Phase {
         Serving => "serving",
+        /// SIGTERM with a `drain_delay`: /ready is 503, so load balancers
+        /// take the instance out, but it still accepts and serves until the
+        /// delay has passed.
+        Leaving => "leaving",
         /// SIGTERM: no new connection; the held requests are being finished.
         Draining => "draining",
         /// `drain_timeout` passed: what is still held is answered 503.
@@ -253,6 +257,12 @@ impl State {
     /// True once shutdown has begun: no new work is taken.
     pub fn stopping(&self) -> bool {
         self.phase() >= Phase::Draining
+    }
+
+    /// True once SIGTERM came, even while still serving (`drain_delay`):
+    /// /ready says 503.
+    pub fn leaving(&self) -> bool {
+        self.phase() >= Phase::Leaving
     }
 
     /// How many handlers may take work now: all of them, but with

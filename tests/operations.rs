@@ -73,6 +73,33 @@ fn sigterm_finishes_running_and_queued_requests_then_exits_0() {
 }
 
 #[test]
+fn with_a_drain_delay_it_serves_on_with_ready_503_then_drains() {
+    // A delay far longer than the test: it is cut short by a second SIGTERM.
+    let mut s = Server::start(&["--drain-delay", "600"]);
+    s.signal("TERM");
+    s.wait_log(|l| l.contains("serving on for 600s (drain_delay)"));
+    let ready = s.admin_get("/ready");
+    assert_eq!((ready.status, ready.text().as_str()), (503, "draining\n"));
+    assert_eq!(s.metric("fiddler_draining"), 1);
+    assert!(
+        s.admin_get("/status")
+            .text()
+            .contains("\"phase\":\"leaving\"")
+    );
+    // New connections are still accepted and served.
+    let r = s.post("/echo", b"still here");
+    assert_eq!((r.status, r.text().as_str()), (200, "still here"));
+    s.signal("TERM");
+    assert_eq!(s.wait_exit(), Some(1));
+
+    // A short one passes, and the drain follows as without it.
+    let mut s = Server::start(&["--drain-delay", "1"]);
+    s.signal("TERM");
+    s.wait_log(|l| l.contains("drain_delay over: draining"));
+    assert_eq!(s.wait_exit(), Some(0));
+}
+
+#[test]
 fn past_the_drain_timeout_what_is_held_gets_503_and_the_program_stops() {
     let (mut s, _control, mut first, held) = busy(&["--drain-timeout", "1"], "first");
     let mut second = s.send_post("/held", "second");
