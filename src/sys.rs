@@ -478,8 +478,8 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         }
         let [setgroups, setgid, setuid] = SYS_SET_IDS;
         if program.uid.is_some() {
-            // No supplementary groups are kept (as std does); without
-            // CAP_SETGID there are none to drop that a uid change keeps.
+            // The supplementary groups are dropped, as std does; without
+            // CAP_SETGID that fails (EPERM) and, as in std, they stay.
             let r = ffi::syscall(setgroups, 0 as std::ffi::c_long, 0 as std::ffi::c_long);
             if r != 0 && io::Error::last_os_error().raw_os_error() != Some(EPERM) {
                 child_failed(args, &io::Error::last_os_error());

@@ -4,8 +4,9 @@
 //!
 //! Owns: connections still sending their request (at most `max_reading`; a
 //! new one evicts the oldest), answers still being written, the 503s of
-//! `--on-full 503` (at most `max_reading`), and the queue's gate side. Turns complete requests into jobs (or into the server's own
-//! answers: 404, 405, 503 when full, …) and hands them to the handler.
+//! `--on-full 503` (at most `max_reading`), and the queue's gate side.
+//! Turns complete requests into jobs (or into the server's own answers:
+//! 404, 405, 503 when full, …) and hands them to the handler.
 //! Must never: block on a socket, run a program, or hold more than its bounds.
 
 mod reader;
