@@ -29,9 +29,13 @@ import sys
 import threading
 import time
 
+# The project's load tester reads /metrics the same way: one parser for both.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "loadtest"))
+from loadtest import parse_metrics  # noqa: E402
+
 BIN, CFG, TMP = sys.argv[1:4]
 QUEUE = 8  # each instance's --queue
-# What a full instance does with one more connection: 503 (a canned answer
+# What a full instance does with one more connection: 503 (an answer
 # with Retry-After, HAProxy retries it elsewhere, and passes it on when all
 # are full) or close (unread: HAProxy sees an empty response, retries it,
 # and answers 502 when all are full).
@@ -112,18 +116,6 @@ def http_get(port, path, timeout=3):
         c.close()
 
 
-def parse_prometheus(text):
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            try:
-                out[key] = float(value)
-            except ValueError:
-                pass
-    return out
-
-
 def connections_to(port):
     """Connections the kernel holds for a listening port on this side:
     accepted or still in its backlog, not yet closed (ESTABLISHED or
@@ -168,7 +160,7 @@ class Instance:
 
     def metrics(self):
         status, body = self.get("/metrics")
-        return parse_prometheus(body) if status == 200 else {}
+        return parse_metrics(body) if status == 200 else {}
 
     def runs_of(self, prefix):
         """(ids started, ids ended) by the program on this instance."""
