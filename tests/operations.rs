@@ -15,8 +15,8 @@ mod support;
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use support::{DEADLINE, Server, TempDir, busy, parse_reply, read_all, read_reply};
+use std::time::Duration;
+use support::{Server, TempDir, busy, parse_reply, read_all, read_reply, wait_for};
 
 /// Runs a Python snippet with `input` on stdin; panics unless it exits 0.
 fn python(code: &str, input: &[u8]) -> String {
@@ -33,21 +33,16 @@ fn python(code: &str, input: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Waits until the file at `path` holds a line that satisfies `pred`.
+/// Waits until the file at `path` holds a line that satisfies `pred` (a
+/// file offers no way to wait for a write).
 fn wait_file_line(path: &std::path::Path, pred: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
+    wait_for(Duration::from_millis(5), || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if let Some(line) = text.lines().find(|l| pred(l)) {
-            return line.to_owned();
+        match text.lines().find(|l| pred(l)) {
+            Some(line) => Ok(line.to_owned()),
+            None => Err(format!("no such line in {path:?}: {text}")),
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no such line in {path:?}: {text}"
-        );
-        // A file offers no way to wait for a write: look again shortly.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    })
 }
 
 #[test]
@@ -262,11 +257,12 @@ fn ready_turns_503_while_the_queue_is_full_and_back() {
     assert_eq!((r.status, r.text().as_str()), (503, "full\n"));
     held.release();
     assert_eq!(read_reply(&mut first).text(), "a");
-    let start = Instant::now();
-    while s.admin_get("/ready").status != 200 {
-        assert!(start.elapsed() < DEADLINE, "/ready stayed 503");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(Duration::from_millis(5), || {
+        match s.admin_get("/ready").status {
+            200 => Ok(()),
+            _ => Err("/ready stayed 503".into()),
+        }
+    });
 }
 
 #[test]

@@ -11,8 +11,8 @@
 mod support;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
-use support::{Control, DEADLINE, Server, TempDir, read_all};
+use std::time::Duration;
+use support::{Control, Server, TempDir, read_all, wait_for};
 
 /// The test hook `fiddler-crab:hang` starts the held program, publishes it
 /// as running and hangs the handler for ever: nothing but the watchdog can
@@ -54,11 +54,12 @@ fn a_red_light_sheds_new_connections() {
         "memory_red = \"1000G\"\n[[route]]\npath = \"/ok\"\ncommand = [\"echo\", \"ok\"]\n",
         &[],
     );
-    let start = Instant::now();
-    while s.admin_get("/ready").text() != "shedding\n" {
-        assert!(start.elapsed() < DEADLINE, "the light never turned red");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for(Duration::from_millis(5), || {
+        match s.admin_get("/ready").text().as_str() {
+            "shedding\n" => Ok(()),
+            _ => Err("the light never turned red".into()),
+        }
+    });
     assert_eq!(s.metric("fiddler_light{color=\"red\"}"), 1);
     assert_eq!(s.metric("fiddler_shedding"), 1);
     let mut c = s.connect();
@@ -92,13 +93,11 @@ fn a_stuck_gate_turns_health_503() {
         .unwrap();
     // Mail the stuck gate will never read.
     let _waiting = s.connect();
-    let start = Instant::now();
-    while s.admin_get("/health").text() != "gate stalled\n" {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "/health never saw the stuck gate"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_millis(50), || {
+        match s.admin_get("/health").text().as_str() {
+            "gate stalled\n" => Ok(()),
+            _ => Err("/health never saw the stuck gate".into()),
+        }
+    });
     s.wait_log(|l| l.contains("the gate has not read its mail"));
 }

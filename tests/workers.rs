@@ -13,8 +13,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-use support::{DEADLINE, Reply, Server, TempDir, heavy};
+use std::time::Duration;
+use support::{Reply, Server, TempDir, heavy, wait_for};
 
 /// A worker in Python that speaks the protocol. Its answer: a header block,
 /// then its pid, the request's method, and its body. `misbehave` is Python
@@ -76,16 +76,11 @@ fn pid_and_body(r: &Reply) -> (u32, Vec<u8>) {
 
 /// Posts until the answer is not a 503 (a worker resting after a failure).
 fn post_until_not_503(s: &Server, body: &[u8]) -> Reply {
-    let start = Instant::now();
-    loop {
-        let r = s.post("/w", body);
-        if r.status != 503 {
-            return r;
-        }
-        assert!(start.elapsed() < DEADLINE, "still resting");
-        // A 503 says to come back: the rest is at most half a second here.
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // A 503 says to come back: the rest is at most half a second here.
+    wait_for(Duration::from_millis(50), || match s.post("/w", body) {
+        r if r.status != 503 => Ok(r),
+        _ => Err("still resting".into()),
+    })
 }
 
 #[test]

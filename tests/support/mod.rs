@@ -257,18 +257,17 @@ impl Server {
             .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
     }
 
-    /// Waits until `/metrics` shows `sample` satisfying `pred`.
+    /// Waits until `/metrics` shows `sample` satisfying `pred` (the server
+    /// offers no push: it looks every 5 ms).
     pub fn wait_metric(&self, sample: &str, pred: impl Fn(u64) -> bool) -> u64 {
-        let start = Instant::now();
-        loop {
+        wait_for(Duration::from_millis(5), || {
             let v = self.metric(sample);
             if pred(v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(format!("{sample} stayed at {v}"))
             }
-            assert!(start.elapsed() < DEADLINE, "{sample} stayed at {v}");
-            // Between two looks at /metrics: the server offers no push.
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        })
     }
 
     /// True while the process runs.
@@ -394,6 +393,21 @@ pub fn read_all(s: &mut TcpStream) -> (Vec<u8>, Option<ErrorKind>) {
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => return (got, Some(e.kind())),
         }
+    }
+}
+
+/// Looks again and again, every `every`, until `look` finds what is waited
+/// for (`Ok`): for what offers nothing to wait on (a file, a process, a
+/// state only /metrics or /ready shows). Past `DEADLINE` it fails with what
+/// the last look saw (`Err`).
+pub fn wait_for<T>(every: Duration, mut look: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match look() {
+            Ok(found) => return found,
+            Err(seen) => assert!(start.elapsed() < DEADLINE, "{seen}"),
+        }
+        std::thread::sleep(every);
     }
 }
 
