@@ -18,7 +18,7 @@ use crate::route::Routes;
 use crate::state::{HandlerState, State};
 use crate::sys::{self, POLLIN, PollFd};
 use std::collections::VecDeque;
-use std::io::{ErrorKind, Read as _, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ struct Waiting {
 }
 
 /// What a read of a waiting connection came to.
-enum Read {
+enum Arrived {
     /// The whole head, or a request the parser refused.
     Done(Result<Head, RequestError>),
     More,
@@ -94,10 +94,10 @@ pub fn run(
         let ready: Vec<bool> = fds.iter().skip(1).map(PollFd::ready).collect();
         let mut kept = VecDeque::with_capacity(waiting.len());
         for (mut w, ready) in waiting.drain(..).zip(ready) {
-            match if ready { w.read() } else { Read::More } {
-                Read::Done(head) => answer(w.stream, head, state, &routes),
-                Read::More if w.by > now => kept.push_back(w),
-                Read::More | Read::Gone => {}
+            match if ready { w.read() } else { Arrived::More } {
+                Arrived::Done(head) => answer(w.stream, head, state, &routes),
+                Arrived::More if w.by > now => kept.push_back(w),
+                Arrived::More | Arrived::Gone => {}
             }
         }
         waiting = kept;
@@ -119,7 +119,7 @@ pub fn run(
 
 impl Waiting {
     /// Reads what has come, without waiting.
-    fn read(&mut self) -> Read {
+    fn read(&mut self) -> Arrived {
         let limits = Limits {
             max_body: 0,
             ..Limits::default()
@@ -127,19 +127,19 @@ impl Waiting {
         let mut chunk = [0u8; 1024];
         loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Read::Gone,
+                Ok(0) => return Arrived::Gone,
                 Ok(n) => self
                     .buf
                     .extend_from_slice(chunk.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Read::Gone,
+                Err(_) => return Arrived::Gone,
             }
         }
         match parse_head(&self.buf, &limits) {
-            Ok(Status::Complete((head, _))) => Read::Done(Ok(head)),
-            Ok(Status::Partial) => Read::More,
-            Err(e) => Read::Done(Err(e)),
+            Ok(Status::Complete((head, _))) => Arrived::Done(Ok(head)),
+            Ok(Status::Partial) => Arrived::More,
+            Err(e) => Arrived::Done(Err(e)),
         }
     }
 }
