@@ -77,6 +77,8 @@ pub struct Config {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_body: u64,
+    /// Most bytes of request bodies held at once, read or being read.
+    pub body_memory: usize,
     pub answer_memory: usize,
     pub pace: Duration,
     /// After SIGTERM: how long held requests have to finish.
@@ -154,7 +156,7 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARGâ€¦']â€
   -c FILE                 config file (TOML subset); flags override it
   --listen ADDR           where to serve                     [127.0.0.1:8080]
   --admin ADDR|off        /health /ready /metrics            [127.0.0.1:8081]
-  --queue N               most requests held, running included         [500]
+  --queue N               most requests held, running included          [64]
   --on-full close|503|backlog   what a connection gets when full     [close]
   --timeout SECS          a program's deadline (504 after it)           [60]
   --max-reading N         most connections still sending a request     [256]
@@ -187,7 +189,7 @@ reopens the log file and reloads the routes from the config file.
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
-answer_memory, allow, trusted, ban_after, ban_window, ban_seconds,
+body_memory, answer_memory, allow, trusted, ban_after, ban_window, ban_seconds,
 memory_yellow, memory_red, load_yellow, load_red (the traffic light),
 max_handlers (for handlers = \"auto\", default 2), handshake_timeout (TLS,
 default 5), and
@@ -222,6 +224,9 @@ struct Builder {
     read_timeout: Duration,
     write_timeout: Duration,
     max_body: u64,
+    body_memory: usize,
+    /// Where `max_body` or `body_memory` was last set, for the error if they disagree.
+    body_origin: Option<Origin>,
     answer_memory: usize,
     pace: Duration,
     drain_timeout: Duration,
@@ -245,14 +250,16 @@ impl Default for Builder {
         Builder {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: Some(SocketAddr::from(([127, 0, 0, 1], 8081))),
-            queue: 500,
+            queue: 64,
             on_full: OnFull::Close,
             timeout: Duration::from_secs(60),
             max_reading: 256,
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             max_body: MIB,
-            answer_memory: 64 * MIB as usize,
+            body_memory: 32 * MIB as usize,
+            body_origin: None,
+            answer_memory: 32 * MIB as usize,
             pace: Duration::ZERO,
             drain_timeout: Duration::from_secs(30),
             drain_delay: Duration::ZERO,
@@ -459,7 +466,14 @@ impl Builder {
             "max_reading" => self.max_reading = v.count(origin, 1, BIG)? as usize,
             "read_timeout" => self.read_timeout = v.seconds(origin)?,
             "write_timeout" => self.write_timeout = v.seconds(origin)?,
-            "max_body" => self.max_body = v.bytes(origin, 0, 64 * 1024 * MIB)?,
+            "max_body" => {
+                self.max_body = v.bytes(origin, 0, 64 * 1024 * MIB)?;
+                self.body_origin = Some(origin.clone());
+            }
+            "body_memory" => {
+                self.body_memory = v.bytes(origin, MIB, 64 * 1024 * MIB)? as usize;
+                self.body_origin = Some(origin.clone());
+            }
             "answer_memory" => self.answer_memory = v.bytes(origin, MIB, 64 * 1024 * MIB)? as usize,
             "pace" => self.pace = Duration::from_millis(v.count(origin, 0, 3_600_000)?),
             "drain_timeout" => self.drain_timeout = v.seconds(origin)?,
@@ -579,6 +593,15 @@ impl Builder {
                 return fail(&origin, "tls_cert and tls_key go together");
             }
         };
+        if self.max_body > self.body_memory as u64 {
+            return Err(ConfigError {
+                origin: self.body_origin,
+                message: format!(
+                    "max_body ({}) is larger than body_memory ({}): a body that size could never be read",
+                    self.max_body, self.body_memory
+                ),
+            });
+        }
         let mut list = Vec::with_capacity(drafts.len());
         for d in drafts {
             if d.route.max_output > self.answer_memory {
@@ -603,6 +626,7 @@ impl Builder {
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
             max_body: self.max_body,
+            body_memory: self.body_memory,
             answer_memory: self.answer_memory,
             pace: self.pace,
             drain_timeout: self.drain_timeout,
@@ -953,7 +977,7 @@ mod tests {
     #[test]
     fn defaults_serve_the_demo() {
         let c = args(&[]).unwrap();
-        assert_eq!(c.queue, 500);
+        assert_eq!(c.queue, 64);
         assert_eq!(c.on_full, OnFull::Close);
         assert_eq!(c.max_body, MIB);
         assert!(c.routes.index);
@@ -1041,6 +1065,10 @@ mod tests {
             (
                 "answer_memory = \"1M\"\n[[route]]\npath = \"/a\"\ncommand = [\"x\"]",
                 "f.toml:2: max_output (16777216) is larger than answer_memory (1048576): its answer could never be sent",
+            ),
+            (
+                "body_memory = \"1M\"\nmax_body = \"2M\"",
+                "f.toml:2: max_body (2097152) is larger than body_memory (1048576): a body that size could never be read",
             ),
             (
                 "listen = \"nowhere\"",

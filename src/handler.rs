@@ -8,7 +8,7 @@
 //! standby (spawned in advance) takes over; see `watchdog`.
 
 use crate::cgi;
-use crate::gate::{Answer, Entry, Inbox, Redirect, ToGate};
+use crate::gate::{Answer, Entry, Inbox, Receipts, Redirect, ToGate};
 use crate::http::Method;
 use crate::http::response::Response;
 use crate::log::{self, Escaped};
@@ -104,6 +104,7 @@ impl Handler {
         let in_charge = || self.view.generation() == generation;
         // This thread's warm workers: they end with it.
         let mut workers = Workers::new(&self.view.running);
+        let receipts = Receipts::new();
         while in_charge() {
             let (tx, rx) = sync_channel(1);
             self.view.set_state(HandlerState::Idle);
@@ -118,7 +119,7 @@ impl Handler {
                 if !in_charge() {
                     return;
                 }
-                self.serve_job(job, generation, &mut workers);
+                self.serve_job(job, generation, &mut workers, &receipts);
                 if !self.pace.is_zero() {
                     thread::sleep(self.pace);
                 }
@@ -126,7 +127,7 @@ impl Handler {
         }
     }
 
-    fn serve_job(&self, job: Job, generation: u64, workers: &mut Workers) {
+    fn serve_job(&self, job: Job, generation: u64, workers: &mut Workers, receipts: &Receipts) {
         if client_gone(&job.conn.stream) {
             self.state.count_drop(Dropped::ClientGone);
             return;
@@ -137,13 +138,17 @@ impl Handler {
         ));
         #[cfg(debug_assertions)]
         test_hook(self, &job, false);
-        self.serve_admitted(job, workers);
+        self.serve_admitted(job, workers, receipts);
         if self.view.generation() == generation {
             self.view.set_due(None);
         }
     }
 
-    fn serve_admitted(&self, mut job: Job, workers: &mut Workers) {
+    fn serve_admitted(&self, mut job: Job, workers: &mut Workers, receipts: &Receipts) {
+        // The last answer is with the gate before the next program runs, so
+        // the memory answers take outside the gate's `answer_memory` is one
+        // per handler.
+        let receipt = receipts.wait();
         let head_only = job.head.method == Method::Head;
         let start = Instant::now();
         let outcome = if self.state.phase() >= Phase::Expired {
@@ -183,6 +188,7 @@ impl Handler {
                     ran: Some(start.elapsed()),
                     stats: Some(Arc::clone(&route.stats)),
                 },
+                receipt,
             }),
             Outcome::Redirect(location) => ToGate::Redirect(Redirect {
                 conn,

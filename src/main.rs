@@ -48,7 +48,7 @@ use handler::Handler;
 use http::request::Limits;
 use listener::{Door, Listener};
 use signals::Signals;
-use state::{Part, State};
+use state::{Bounds, Part, State};
 use std::ffi::OsString;
 use std::io;
 use std::net::TcpListener;
@@ -122,6 +122,7 @@ fn program_problems(config: &Config) -> Vec<String> {
 }
 
 fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
+    sys::return_large_frees();
     let signal_pipe = signals::catch()?;
     log::start(config.log_file.as_deref(), config.log_format, config.quiet)?;
     std::panic::set_hook(Box::new(|info| {
@@ -156,7 +157,12 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     ));
 
     let auto = matches!(config.handlers, config::Handlers::Auto(_));
-    let (state, room) = State::new(config.queue, config.handlers.count(), auto);
+    let bounds = Bounds {
+        capacity: config.queue,
+        handlers: config.handlers.count(),
+        body_memory: config.body_memory,
+    };
+    let (state, room) = State::new(bounds, auto);
     let (inbox, mailbox) =
         gate::mailbox(config.max_reading + config.queue + 16, Arc::clone(&state))?;
 

@@ -164,6 +164,11 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         "Connections the gate is reading or writing.",
     );
     family(
+        "fiddler_memory_bytes",
+        "gauge",
+        "Bytes held for request bodies (capped by body_memory) and for answers being written (capped by answer_memory).",
+    );
+    family(
         "fiddler_handler_state",
         "gauge",
         "Handlers in each state (one-hot with one handler).",
@@ -256,6 +261,15 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         line(format_args!(
             "fiddler_connections{{state=\"{state}\"}} {}",
             n.load(Relaxed)
+        ));
+    }
+    let memory = [
+        ("bodies", s.body_bytes()),
+        ("answers", s.answer_bytes.load(Relaxed)),
+    ];
+    for (held_for, bytes) in memory {
+        line(format_args!(
+            "fiddler_memory_bytes{{use=\"{held_for}\"}} {bytes}"
         ));
     }
     for state in HandlerState::ALL {

@@ -3,10 +3,11 @@
 //! Owns: the jobs waiting for the handler, as one `Vec` that is handed over
 //! *whole* (moved through a channel the handler made) when the handler says
 //! it is idle — or, with more than one handler, a job at a time to
-//! whichever is idle, so none idles while another has work waiting; and
-//! `Slot`, the one way to count a held request.
+//! whichever is idle, so none idles while another has work waiting;
+//! `Slot`, the one way to count a held request; and `Lease`, the one way to
+//! hold bytes of a request body.
 //! Must never: be shared (gate and handler never touch the same batch), or
-//! hold more jobs than `queue` slots allow.
+//! hold more jobs than `queue` slots allow, or body bytes that no lease covers.
 
 use crate::http::request::Head;
 use crate::route::Route;
@@ -14,6 +15,7 @@ use crate::state::State;
 use crate::transport::Transport;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpStream};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -32,7 +34,7 @@ pub struct Job {
     pub id: u64,
     pub conn: Conn,
     pub head: Head,
-    pub body: Vec<u8>,
+    pub body: Body,
     pub route: Arc<Route>,
     /// The route's command, its placeholders filled from this request.
     pub argv: Vec<OsString>,
@@ -120,5 +122,76 @@ impl Drop for Slot {
         // sees what the holder did before, such as sending its answer.
         self.0.held.fetch_sub(1, Release);
         self.0.room_freed();
+    }
+}
+
+/// Bytes of request bodies held, counted against `body_memory`. Taking it is
+/// the only way to hold them; dropping it (answered, refused, evicted, lost
+/// with a dead handler) gives them back, so the count cannot leak.
+pub struct Lease {
+    state: Arc<State>,
+    bytes: usize,
+}
+
+impl Lease {
+    /// A lease of nothing yet.
+    pub fn new(state: &Arc<State>) -> Lease {
+        Lease {
+            state: Arc::clone(state),
+            bytes: 0,
+        }
+    }
+
+    /// Grows the lease to `bytes` (as a body arrives); false, and
+    /// unchanged, if `body_memory` has no room for the difference.
+    pub fn cover(&mut self, bytes: usize) -> bool {
+        let more = bytes.saturating_sub(self.bytes);
+        if more == 0 {
+            return true;
+        }
+        let cap = self.state.body_memory;
+        let grown = self
+            .state
+            .body_bytes
+            .fetch_update(Relaxed, Relaxed, |n| {
+                n.checked_add(more).filter(|&total| total <= cap)
+            })
+            .is_ok();
+        if grown {
+            self.bytes += more;
+        }
+        grown
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.state.body_bytes.fetch_sub(self.bytes, Relaxed);
+    }
+}
+
+/// A request body, and the lease that covers it (none when it is empty).
+#[derive(Default)]
+pub struct Body {
+    bytes: Vec<u8>,
+    /// Held for its drop: the bytes go back to `body_memory` with the body.
+    _lease: Option<Lease>,
+}
+
+impl Body {
+    /// `bytes`, which `lease` covers.
+    pub fn new(bytes: Vec<u8>, lease: Option<Lease>) -> Body {
+        Body {
+            bytes,
+            _lease: lease,
+        }
+    }
+}
+
+impl Deref for Body {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
     }
 }

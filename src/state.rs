@@ -99,11 +99,25 @@ labelled! {
     }
 }
 
+/// The fixed bounds the state counts against.
+pub struct Bounds {
+    /// Most complete requests held: `queue`.
+    pub capacity: usize,
+    /// How many handlers run programs.
+    pub handlers: usize,
+    /// Most bytes of request bodies held: `body_memory`.
+    pub body_memory: usize,
+}
+
 pub struct State {
     /// Most complete requests held (waiting or running): `queue`.
     pub capacity: usize,
     /// Taken and freed only through `queue::Slot`.
     pub(crate) held: AtomicUsize,
+    /// Most bytes of request bodies held, being read or waiting: `body_memory`.
+    pub body_memory: usize,
+    /// Taken and freed only through `queue::Lease`.
+    pub(crate) body_bytes: AtomicUsize,
     /// A token per freed slot, for a listener that waits for room (`--on-full backlog`).
     room: SyncSender<()>,
     /// One per handler (`handlers`, 1 unless configured).
@@ -123,6 +137,8 @@ pub struct State {
     /// Connections the gate is reading a request from / writing an answer to.
     pub reading: AtomicUsize,
     pub writing: AtomicUsize,
+    /// Bytes of the answers the gate is writing.
+    pub answer_bytes: AtomicUsize,
     /// Answers to requests that matched no route (404, 400, …).
     pub unrouted: Answers,
     /// Banned peers: the gate bans, the listener closes them unread.
@@ -137,11 +153,18 @@ pub struct State {
 
 impl State {
     /// The state, and the receiving end of the room tokens (for the listener).
-    pub fn new(capacity: usize, handlers: usize, auto: bool) -> (Arc<State>, Receiver<()>) {
+    pub fn new(bounds: Bounds, auto: bool) -> (Arc<State>, Receiver<()>) {
+        let Bounds {
+            capacity,
+            handlers,
+            body_memory,
+        } = bounds;
         let (room, room_rx) = sync_channel(1);
         let state = State {
             capacity,
             held: AtomicUsize::new(0),
+            body_memory,
+            body_bytes: AtomicUsize::new(0),
             room,
             handlers: (0..handlers.max(1))
                 .map(|_| Arc::new(HandlerView::new()))
@@ -156,6 +179,7 @@ impl State {
             request_ids: AtomicU64::new(0),
             reading: AtomicUsize::new(0),
             writing: AtomicUsize::new(0),
+            answer_bytes: AtomicUsize::new(0),
             unrouted: Answers::default(),
             bans: Bans::new(),
             mail_sent: AtomicU64::new(0),
@@ -174,6 +198,16 @@ impl State {
     /// Requests held now (waiting plus running).
     pub fn held(&self) -> usize {
         self.held.load(Relaxed)
+    }
+
+    /// Bytes of request bodies held now (being read, waiting or running).
+    pub fn body_bytes(&self) -> usize {
+        self.body_bytes.load(Relaxed)
+    }
+
+    /// Bytes of `body_memory` free now.
+    pub fn body_room(&self) -> usize {
+        self.body_memory.saturating_sub(self.body_bytes())
     }
 
     /// A message went into the gate's mailbox.

@@ -8,7 +8,7 @@
 //! adopting and reaping the orphans of programs (`prctl`, `waitpid`,
 //! `waitid`),
 //! `signal(2)` with a handler that only writes the signal's number to a pipe,
-//! and `shutdown(2)` of a listening socket.
+//! `shutdown(2)` of a listening socket, and the allocator's `mallopt(3)`.
 //! Must never: hold state (but the signal pipe's descriptor, which the
 //! handler needs), allocate (but a program's argument arrays and the stack
 //! its child runs on before exec), or expose a raw pointer. Every function
@@ -92,6 +92,7 @@ mod ffi {
         pub fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
         pub fn shutdown(fd: c_int, how: c_int) -> c_int;
         pub fn __errno_location() -> *mut c_int;
+        pub fn mallopt(param: c_int, value: c_int) -> c_int;
     }
 }
 
@@ -270,6 +271,18 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         return Ok(raised.cur);
     }
     Ok(lim.cur)
+}
+
+/// Large buffers (request bodies, program output, answers) are mapped, and
+/// unmapped when freed, always: glibc would otherwise raise its threshold
+/// for mapping after the first large free, and then keep freed buffers in
+/// its heaps, so the process's memory grew past the caps that count them.
+pub fn return_large_frees() {
+    /// glibc's `M_MMAP_THRESHOLD` (musl has no such knob and always maps).
+    const M_MMAP_THRESHOLD: c_int = -3;
+    // SAFETY: mallopt takes two integers and touches only the allocator's
+    // settings; it is called once, at start, before any large allocation.
+    unsafe { ffi::mallopt(M_MMAP_THRESHOLD, 128 * 1024) };
 }
 
 /// Makes this process the reaper of its programs' orphans: a grandchild whose

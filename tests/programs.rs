@@ -407,7 +407,7 @@ missing = "empty"
 #[test]
 fn fifty_megabytes_of_output_pass_through() {
     let s = Server::with_config(
-        "[[route]]\npath = \"/big\"\ncommand = [\"head\", \"-c\", \"50000000\", \"/dev/urandom\"]\nmax_output = \"50M\"\n",
+        "answer_memory = \"64M\"\n[[route]]\npath = \"/big\"\ncommand = [\"head\", \"-c\", \"50000000\", \"/dev/urandom\"]\nmax_output = \"50M\"\n",
         &[],
     );
     let r = s.get("/big");

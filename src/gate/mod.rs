@@ -19,7 +19,7 @@ use crate::http::{Method, RequestError, Status};
 use crate::immune::{Policy, Strikes};
 use crate::log::{self, Escaped};
 use crate::metrics::RouteStats;
-use crate::queue::{Batch, Conn, Job, Queue, Slot};
+use crate::queue::{Batch, Body, Conn, Job, Lease, Queue, Slot};
 use crate::route::{Match, Route, Routes};
 use crate::state::{Dropped, Phase, State};
 use crate::sys::{self, POLLIN, POLLOUT, PollFd};
@@ -76,6 +76,40 @@ pub struct Answer {
     pub conn: Conn,
     pub response: Response,
     pub entry: Entry,
+    /// Dropped once the gate holds the answer.
+    pub receipt: Receipt,
+}
+
+/// Travels with an answer to the gate and, dropped there (or wherever the
+/// answer is lost), lets its handler run the next program: at most one
+/// answer per handler is ever on its way, outside `answer_memory`.
+pub struct Receipt(SyncSender<()>);
+
+impl Drop for Receipt {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A handler's side of its receipts: one answer on its way at a time.
+pub struct Receipts {
+    returned: SyncSender<()>,
+    back: Receiver<()>,
+}
+
+impl Receipts {
+    pub fn new() -> Receipts {
+        let (returned, back) = sync_channel(1);
+        let _ = returned.try_send(());
+        Receipts { returned, back }
+    }
+
+    /// Waits until the last answer is with the gate; the receipt for the
+    /// next one. Dropped unsent, it is back at once.
+    pub fn wait(&self) -> Receipt {
+        let _ = self.back.recv();
+        Receipt(self.returned.clone())
+    }
 }
 
 /// What the access log says of an answer, besides its status and size.
@@ -229,6 +263,9 @@ impl Gate {
             }
             self.state.reading.store(self.readers.len(), Relaxed);
             self.state.writing.store(self.writers.len(), Relaxed);
+            self.state
+                .answer_bytes
+                .store(self.writers.bytes() + self.refusals.bytes(), Relaxed);
             self.fds.clear();
             self.fds.push(PollFd::new(mailbox.wake.as_raw_fd(), POLLIN));
             for r in &self.readers {
@@ -314,7 +351,16 @@ impl Gate {
             match msg {
                 Ok(ToGate::Accepted(conn)) => self.accept(conn),
                 Ok(ToGate::Refused(conn)) => self.refuse_full(conn),
-                Ok(ToGate::Answer(a)) => self.send(a.conn, a.response, false, &a.entry),
+                Ok(ToGate::Answer(Answer {
+                    conn,
+                    response,
+                    entry,
+                    receipt,
+                })) => {
+                    self.send(conn, response, false, &entry);
+                    // Now counted in `answer_memory`: the handler may go on.
+                    drop(receipt);
+                }
                 Ok(ToGate::Redirect(r)) => self.redirect(r),
                 Ok(ToGate::Idle(i, tx)) => self.queue.handler_idle(i, tx),
                 Ok(ToGate::Routes(routes)) => self.routes = routes,
@@ -367,7 +413,19 @@ impl Gate {
         let Some(r) = self.readers.get_mut(i) else {
             return false;
         };
-        let step = r.on_readable(&mut self.scratch, &self.settings.limits);
+        let mut step = r.on_readable(&mut self.scratch, &self.settings.limits);
+        if let Step::Admit(announced) = step {
+            // A body that cannot fit in what `body_memory` has left now is
+            // refused before it is read. One that fits is read under a lease
+            // of the bytes that arrived: a client that announces much and
+            // sends little holds little.
+            step = if announced <= self.state.body_room() {
+                let lease = Lease::new(&self.state);
+                r.admit(lease, &mut self.scratch, &self.settings.limits)
+            } else {
+                Step::Refused(RequestError::NoRoom)
+            };
+        }
         if let Step::Waiting = step {
             return false;
         }
@@ -375,7 +433,7 @@ impl Gate {
             return false;
         };
         match step {
-            Step::Waiting | Step::Gone => {}
+            Step::Waiting | Step::Admit(_) | Step::Gone => {}
             Step::BadTls => {
                 self.state.count_drop(Dropped::TlsFailed);
                 self.mark(r.conn.peer.ip());
@@ -415,12 +473,17 @@ impl Gate {
             self.mark(r.conn.peer.ip());
             return;
         }
-        self.mark(r.conn.peer.ip());
+        let head_only = r.head().is_some_and(|h| h.method == Method::Head);
+        let response = if e.is_clients_fault() {
+            self.mark(r.conn.peer.ip());
+            Response::plain(e.status(), &[], head_only)
+        } else {
+            Response::unavailable(1, head_only)
+        };
         let id = self.new_id();
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
             Entry::own(id, h.method.as_str(), &h.target)
         });
-        let response = Response::plain(e.status(), &[], entry.method == "HEAD");
         self.send(r.conn, response, true, &entry);
     }
 
@@ -474,7 +537,7 @@ impl Gate {
         };
         let request = Request {
             head,
-            body: Vec::new(),
+            body: Body::default(),
         };
         self.dispatch(r.conn, request, r.redirects);
     }

@@ -2,13 +2,14 @@
 //! parse got, and its deadline.
 //!
 //! Owns: the read buffer of one connection (at most the head limit, then the
-//! body limit). Must never: block (the socket is non-blocking), hold more than
-//! the limits, or answer anything but `100 Continue` itself.
+//! body limit), and the lease that covers its body. Must never: block (the
+//! socket is non-blocking), hold more than the limits, read a body before the
+//! gate gave it a lease, or answer anything but `100 Continue` itself.
 
 use crate::http::request::{ChunkedDecoder, Framing, Head, Limits, parse_head};
 use crate::http::response::CONTINUE;
 use crate::http::{RequestError, Status};
-use crate::queue::Conn;
+use crate::queue::{Body, Conn, Lease};
 use std::io::{self, IoSlice};
 use std::time::Instant;
 
@@ -19,19 +20,34 @@ const READS_PER_WAKE: usize = 4;
 /// A complete request, as the gate hands it on.
 pub struct Request {
     pub head: Head,
-    pub body: Vec<u8>,
+    pub body: Body,
 }
 
 enum Phase {
     Head,
-    Length { head: Head, len: usize },
-    Chunked { head: Head, decoder: ChunkedDecoder },
+    /// The head is complete and announces a body: the gate decides whether
+    /// it may be read (`admit`). `rest` is what came after the head.
+    Admit {
+        head: Head,
+        rest: Vec<u8>,
+    },
+    Length {
+        head: Head,
+        len: usize,
+    },
+    Chunked {
+        head: Head,
+        decoder: ChunkedDecoder,
+    },
 }
 
 /// What reading did.
 pub enum Step {
     /// More bytes are needed.
     Waiting,
+    /// The head announces a body of this many bytes (0: chunked, length
+    /// unknown): the gate must `admit` it, with a lease, or refuse it.
+    Admit(usize),
     /// The request is complete.
     Done(Request),
     /// The request is refused with this status.
@@ -49,6 +65,8 @@ pub struct Reader {
     read_deadline: Instant,
     buf: Vec<u8>,
     phase: Phase,
+    /// Covers the body's bytes once the gate admitted it.
+    lease: Option<Lease>,
 }
 
 impl Reader {
@@ -66,6 +84,7 @@ impl Reader {
             read_deadline,
             buf: Vec::new(),
             phase: Phase::Head,
+            lease: None,
         }
     }
 
@@ -73,7 +92,9 @@ impl Reader {
     pub fn head(&self) -> Option<&Head> {
         match &self.phase {
             Phase::Head => None,
-            Phase::Length { head, .. } | Phase::Chunked { head, .. } => Some(head),
+            Phase::Admit { head, .. }
+            | Phase::Length { head, .. }
+            | Phase::Chunked { head, .. } => Some(head),
         }
     }
 
@@ -105,8 +126,51 @@ impl Reader {
                 Ok(Status::Complete(request)) => return Step::Done(request),
                 Err(e) => return Step::Refused(e),
             }
+            if let Phase::Admit { head, .. } = &self.phase {
+                return Step::Admit(match head.framing {
+                    Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                    Framing::None | Framing::Chunked => 0,
+                });
+            }
         }
         Step::Waiting
+    }
+
+    /// The gate lets the body be read, covered by `lease`, which grows with
+    /// the bytes that arrive: `100 Continue` if the client waits for it,
+    /// then the bytes that came with the head, then what the socket holds.
+    pub fn admit(&mut self, lease: Lease, scratch: &mut [u8], limits: &Limits) -> Step {
+        let Phase::Admit { head, rest } = std::mem::replace(&mut self.phase, Phase::Head) else {
+            return Step::Refused(RequestError::BadRequest);
+        };
+        if head.expect_continue && rest.is_empty() && head.minor_version >= 1 {
+            // A 25-byte write to a socket that has sent nothing yet does not
+            // block; if it fails, the client's own expect timeout covers it.
+            let _ = self
+                .conn
+                .transport
+                .write(&self.conn.stream, &[IoSlice::new(CONTINUE)]);
+        }
+        self.phase = match head.framing {
+            Framing::Length(n) => {
+                let len = usize::try_from(n).unwrap_or(usize::MAX);
+                // One allocation, never copied to grow: its pages become
+                // memory only as the bytes (and the lease) arrive.
+                self.buf.reserve_exact(len);
+                Phase::Length { head, len }
+            }
+            Framing::Chunked => Phase::Chunked {
+                head,
+                decoder: ChunkedDecoder::new(limits.max_body),
+            },
+            Framing::None => Phase::Length { head, len: 0 },
+        };
+        self.lease = Some(lease);
+        match self.feed(&rest, limits) {
+            Ok(Status::Partial) => self.on_readable(scratch, limits),
+            Ok(Status::Complete(request)) => Step::Done(request),
+            Err(e) => Step::Refused(e),
+        }
     }
 
     fn feed(&mut self, bytes: &[u8], limits: &Limits) -> Result<Status<Request>, RequestError> {
@@ -126,61 +190,52 @@ impl Reader {
                 };
                 let rest = self.buf.split_off(n.min(self.buf.len()));
                 self.buf = Vec::new();
-                self.start_body(head, &rest, limits)
+                Ok(self.start_body(head, &rest))
             }
             Phase::Length { len, .. } => {
                 let room = len.saturating_sub(self.buf.len());
                 self.buf
                     .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+                self.covered()?;
                 Ok(self.finish_if_complete())
             }
-            Phase::Chunked { decoder, .. } => match decoder.feed(bytes, &mut self.buf)? {
-                Status::Partial => Ok(Status::Partial),
-                Status::Complete(_) => Ok(self.take()),
-            },
+            Phase::Chunked { decoder, .. } => {
+                let status = decoder.feed(bytes, &mut self.buf)?;
+                self.covered()?;
+                match status {
+                    Status::Partial => Ok(Status::Partial),
+                    Status::Complete(_) => Ok(self.take()),
+                }
+            }
+            // Nothing is read while the gate decides.
+            Phase::Admit { .. } => Ok(Status::Partial),
         }
     }
 
-    fn start_body(
-        &mut self,
-        head: Head,
-        rest: &[u8],
-        limits: &Limits,
-    ) -> Result<Status<Request>, RequestError> {
-        let wants_body = match head.framing {
-            Framing::None => false,
-            Framing::Length(n) => n > 0,
-            Framing::Chunked => true,
-        };
-        if wants_body && head.expect_continue && rest.is_empty() && head.minor_version >= 1 {
-            // A 25-byte write to a socket that has sent nothing yet does not
-            // block; if it fails, the client's own expect timeout covers it.
-            let _ = self
-                .conn
-                .transport
-                .write(&self.conn.stream, &[IoSlice::new(CONTINUE)]);
-        }
+    /// The head is complete: a request without a body is too; one with a
+    /// body waits for the gate's decision.
+    fn start_body(&mut self, head: Head, rest: &[u8]) -> Status<Request> {
         match head.framing {
-            Framing::None => {
+            Framing::None | Framing::Length(0) => {
                 self.phase = Phase::Length { head, len: 0 };
-                Ok(self.take())
+                self.take()
             }
-            Framing::Length(n) => {
-                let len = usize::try_from(n).map_err(|_| RequestError::BodyTooLarge)?;
-                self.phase = Phase::Length { head, len };
-                self.feed(rest, limits)
+            Framing::Length(_) | Framing::Chunked => {
+                let rest = rest.to_vec();
+                self.phase = Phase::Admit { head, rest };
+                Status::Partial
             }
-            Framing::Chunked => {
-                self.phase = Phase::Chunked {
-                    head,
-                    decoder: ChunkedDecoder::new(limits.max_body),
-                };
-                if rest.is_empty() {
-                    Ok(Status::Partial)
-                } else {
-                    self.feed(rest, limits)
-                }
-            }
+        }
+    }
+
+    /// Grows the lease over the body read so far; without room in
+    /// `body_memory` the request is refused (503) mid-body.
+    fn covered(&mut self) -> Result<(), RequestError> {
+        let len = self.buf.len();
+        if self.lease.as_mut().is_some_and(|l| l.cover(len)) {
+            Ok(())
+        } else {
+            Err(RequestError::NoRoom)
         }
     }
 
@@ -195,9 +250,12 @@ impl Reader {
         match std::mem::replace(&mut self.phase, Phase::Head) {
             Phase::Length { head, .. } | Phase::Chunked { head, .. } => Status::Complete(Request {
                 head,
-                body: std::mem::take(&mut self.buf),
+                body: Body::new(std::mem::take(&mut self.buf), self.lease.take()),
             }),
-            Phase::Head => Status::Partial,
+            phase @ (Phase::Head | Phase::Admit { .. }) => {
+                self.phase = phase;
+                Status::Partial
+            }
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Answers being written to clients that read slowly, and closes that wait
 //! for a client to finish sending what will never be read.
 //!
-//! Owns: every unfinished answer, oldest first, bounded in number and in
-//! bytes: a new answer that needs room closes the oldest ones.
+//! Owns: every unfinished answer, oldest first, bounded in number and in the
+//! bytes they hold (all of an answer's memory, not only what is left to
+//! send): a new answer that needs room closes the oldest ones.
 //! Must never: block on a socket, or keep an answer past its deadline.
 
 use crate::http::response::Response;
@@ -46,13 +47,10 @@ impl Writer {
         }
     }
 
-    /// Bytes not yet written.
-    pub fn remaining(&self) -> usize {
-        if self.done_writing {
-            0
-        } else {
-            self.response.len().saturating_sub(self.sent)
-        }
+    /// Bytes of memory the answer holds: all of it until it is written (a
+    /// buffer is freed whole, never in part).
+    fn held(&self) -> usize {
+        self.response.head.capacity() + self.response.body.capacity()
     }
 
     /// Waits for readability (lingering) or writability (sending).
@@ -101,7 +99,8 @@ impl Writer {
         }
         self.done_writing = true;
         self.deadline = self.deadline.min(Instant::now() + LINGER);
-        // The response body is no longer needed while lingering.
+        // The answer is no longer needed while lingering.
+        self.response.head = Vec::new();
         self.response.body = Vec::new();
         self.drain(scratch)
     }
@@ -145,16 +144,21 @@ impl Writers {
         }
         let mut closed = 0;
         while !self.list.is_empty()
-            && (self.list.len() >= self.max_count || self.bytes + w.remaining() > self.max_bytes)
+            && (self.list.len() >= self.max_count || self.bytes + w.held() > self.max_bytes)
         {
             if let Some(old) = self.list.pop_front() {
-                self.bytes = self.bytes.saturating_sub(old.remaining());
+                self.bytes = self.bytes.saturating_sub(old.held());
                 closed += usize::from(!old.done_writing);
             }
         }
-        self.bytes += w.remaining();
+        self.bytes += w.held();
         self.list.push_back(w);
         closed
+    }
+
+    /// Bytes the unfinished answers hold.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Writer> {
@@ -182,17 +186,17 @@ impl Writers {
         let mut i = 0;
         let mut index = 0;
         while let Some(w) = self.list.get_mut(i) {
-            let before = w.remaining();
+            let before = w.held();
             let finished = if ready(index) {
                 matches!(w.on_ready(scratch), Progress::Finished)
             } else {
                 false
             };
             let expired = !finished && w.deadline <= now;
-            self.bytes = self.bytes.saturating_sub(before - w.remaining());
+            self.bytes = self.bytes.saturating_sub(before.saturating_sub(w.held()));
             if finished || expired {
                 abandoned += usize::from(expired && !w.done_writing);
-                self.bytes = self.bytes.saturating_sub(w.remaining());
+                self.bytes = self.bytes.saturating_sub(w.held());
                 self.list.remove(i);
             } else {
                 i += 1;

@@ -69,6 +69,9 @@ pub enum RequestError {
     NotImplemented,
     /// A major version other than HTTP/1 (505).
     VersionNotSupported,
+    /// No room in `body_memory` for the body (503): the server is busy, the
+    /// client did nothing wrong.
+    NoRoom,
 }
 
 impl RequestError {
@@ -82,7 +85,14 @@ impl RequestError {
             RequestError::HeadersTooLarge => 431,
             RequestError::NotImplemented => 501,
             RequestError::VersionNotSupported => 505,
+            RequestError::NoRoom => 503,
         }
+    }
+
+    /// True if the client sent something wrong (or too slowly): the refusal
+    /// counts against its peer.
+    pub fn is_clients_fault(self) -> bool {
+        self != RequestError::NoRoom
     }
 }
 

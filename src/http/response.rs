@@ -18,7 +18,16 @@ pub struct Response {
 
 impl Response {
     /// An answer with `body`, sent whole or (`head_only`, for HEAD) without it.
-    pub fn new(status: u16, headers: &[(&str, &str)], body: Vec<u8>, head_only: bool) -> Response {
+    pub fn new(
+        status: u16,
+        headers: &[(&str, &str)],
+        mut body: Vec<u8>,
+        head_only: bool,
+    ) -> Response {
+        // A program's output grew by doubling: what it holds past its length
+        // is given back (for a large one, in place), so the answer holds no
+        // more memory than it sends.
+        body.shrink_to_fit();
         let mut head = String::with_capacity(160);
         let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
         write_http_date(&mut head, SystemTime::now());
