@@ -2,6 +2,7 @@
 //! body framing, incrementally, within fixed limits), `response` builds what the
 //! server sends back. Neither touches a socket: they work on byte slices only.
 
+pub mod answer;
 pub mod request;
 pub mod response;
 

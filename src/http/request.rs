@@ -113,9 +113,23 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<(Head, usize)>, 
     let line = strip_cr(line_window.get(..line_end).unwrap_or_default())?;
     let request = parse_request_line(line)?;
 
-    // Field lines must all end, blank line included, within `max_head` bytes.
+    let Status::Complete((headers, end)) = parse_fields(rest, line_end + 1, limits)? else {
+        return Ok(Status::Partial);
+    };
+    let head = finish_head(request, headers, limits)?;
+    Ok(Status::Complete((head, start + end)))
+}
+
+/// The field lines of a head that starts at `rest[0]`, from `rest[pos]` on,
+/// up to the blank line: `Complete((fields, n))`, n = bytes of the head
+/// (from `rest[0]`) including the blank line. The whole head must end
+/// within `max_head` bytes, with at most `max_headers` fields (431).
+pub(super) fn parse_fields(
+    rest: &[u8],
+    mut pos: usize,
+    limits: &Limits,
+) -> Result<Status<(Vec<Header>, usize)>, RequestError> {
     let head_window = rest.get(..limits.max_head).unwrap_or(rest);
-    let mut pos = line_end + 1;
     let mut headers = Vec::new();
     loop {
         let window = head_window.get(pos..).unwrap_or_default();
@@ -129,16 +143,13 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Status<(Head, usize)>, 
         let line = strip_cr(window.get(..end).unwrap_or_default())?;
         pos += end + 1;
         if line.is_empty() {
-            break;
+            return Ok(Status::Complete((headers, pos)));
         }
         if headers.len() >= limits.max_headers {
             return Err(RequestError::HeadersTooLarge);
         }
         headers.push(parse_field(line)?);
     }
-
-    let head = finish_head(request, headers, limits)?;
-    Ok(Status::Complete((head, start + pos)))
 }
 
 /// Skips up to `MAX_EMPTY_LINES` empty lines; `Complete(n)`: the request line starts at n.
@@ -156,12 +167,12 @@ fn skip_empty_lines(buf: &[u8]) -> Result<Status<usize>, RequestError> {
     Err(RequestError::BadRequest)
 }
 
-fn find_lf(bytes: &[u8]) -> Option<usize> {
+pub(super) fn find_lf(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
 /// A line without its LF: drops one CR before it (CRLF), refuses any other CR (§2.2).
-fn strip_cr(line: &[u8]) -> Result<&[u8], RequestError> {
+pub(super) fn strip_cr(line: &[u8]) -> Result<&[u8], RequestError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.contains(&b'\r') {
         return Err(RequestError::BadRequest);
@@ -416,7 +427,7 @@ fn finish_head(
 }
 
 /// The body length rules of RFC 9112 §6.1–6.3, strictly.
-fn body_framing(
+pub(super) fn body_framing(
     transfer_encoding: Vec<&[u8]>,
     content_length: Vec<&[u8]>,
     minor_version: u8,
