@@ -171,6 +171,7 @@ fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State
                 "/health" => text(200, "ok\n".into()),
                 "/ready" if metrics::ready(state) => text(200, "ready\n".into()),
                 "/ready" if state.leaving() => text(503, "draining\n".into()),
+                "/ready" if !state.warm() => text(503, "warming\n".into()),
                 "/ready" if state.shedding() => text(503, "shedding\n".into()),
                 "/ready" => text(503, "full\n".into()),
                 "/metrics" => Response::new(

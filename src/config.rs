@@ -15,7 +15,7 @@ use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Missing};
 use crate::toml::{self, Table, Value};
 use crate::transport::Acceptor;
-use crate::worker::Recycle;
+use crate::worker::{Recycle, Speaks, Start, Worker};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -177,6 +177,8 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
                           whitespace and never given to a shell
   --cgi 'METHOD PATH=PROGRAM ARG…'     the same, for a CGI/1.1 program
   --worker 'METHOD PATH=PROGRAM ARG…'  the same, for a warm worker (README)
+  --worker-http 'METHOD PATH=PROGRAM ARG… {port}'  the same, for a program
+                          that serves HTTP on the port it is given
   --quiet                 no access log
   --check                 read the config, look for each route's program,
                           and exit: 0 all good, 1 a program not found,
@@ -196,7 +198,7 @@ default 5), and
 [[route]] tables (method, path, command, timeout, env, max_output,
 content_type, cgi, stream, missing, max_arg, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
-worker, max_requests, max_memory,
+worker, max_requests, max_memory, ready, upstream, start, start_timeout,
 memory, cpu, open_files, processes, nice, dir, uid, gid). See README.md.
 ";
 
@@ -696,10 +698,8 @@ fn path_rule(s: &str, origin: &Origin) -> Result<PathRule, ConfigError> {
 }
 
 /// The command's arguments as templates (placeholders checked here, once).
+/// (Empty only for a route with an `upstream`: `route_from_table` says so.)
 fn command(argv: &[String], origin: &Origin) -> Result<Vec<Arg>, ConfigError> {
-    if argv.is_empty() {
-        return fail(origin, "the command is empty");
-    }
     if argv.iter().any(|a| a.contains('\0')) {
         return fail(origin, "the command holds a NUL byte");
     }
@@ -764,19 +764,50 @@ fn route_from_table(
     let Some((path, path_origin)) = get("path") else {
         return fail(&origin, "this [[route]] has no `path`");
     };
-    let Some((argv, argv_origin)) = get("command") else {
-        return fail(&origin, "this [[route]] has no `command`");
+    let (argv, argv_origin) = match (get("command"), get("upstream")) {
+        (Some((argv, o)), None) => match argv.strings(&o)? {
+            argv if argv.is_empty() => return fail(&o, "the command is empty"),
+            argv => (argv, o),
+        },
+        (None, Some(_)) => (Vec::new(), origin.clone()),
+        (Some((_, o)), Some(_)) => {
+            return fail(&o, "a route has a `command` or an `upstream`, not both");
+        }
+        (None, None) => return fail(&origin, "this [[route]] has no `command`"),
     };
     let pattern = path.string(&path_origin)?;
     path_rule(&pattern, &path_origin)?;
-    let mut route = new_route(method, pattern, argv.strings(&argv_origin)?, &argv_origin)?;
+    let mut route = new_route(method, pattern, argv, &argv_origin)?;
     let mut timeout = None;
     let (mut breaker_failures, mut breaker_cooldown) = (0, Duration::from_secs(30));
-    let (mut worker, mut recycle) = (false, Recycle::default());
+    let (mut speaks, mut recycle) = (None, Recycle::default());
+    let (mut ready, mut upstream) = (None, None);
+    let (mut start, mut start_timeout) = (None, None);
     for entry in &table.entries {
         let (v, o) = (Input::Toml(&entry.value), at(entry.line));
         match entry.key.as_str() {
             "method" | "path" | "command" => {}
+            "ready" => {
+                let path = v.string(&o)?;
+                if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+                    return fail(&o, format!("`{path}` is not a path like /health"));
+                }
+                ready = Some(path);
+            }
+            "upstream" => upstream = Some(upstream_address(&v.string(&o)?, &o)?),
+            "start" => {
+                start = Some(match v.string(&o)?.as_str() {
+                    "boot" => Start::Boot,
+                    "first-request" => Start::FirstRequest,
+                    other => {
+                        return fail(
+                            &o,
+                            format!("expected boot or first-request, found `{other}`"),
+                        );
+                    }
+                });
+            }
+            "start_timeout" => start_timeout = Some(v.seconds(&o)?),
             "timeout" => timeout = Some(v.seconds(&o)?),
             "max_output" => route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize,
             "content_type" => route.content_type = v.string(&o)?,
@@ -795,7 +826,16 @@ fn route_from_table(
             "breaker_failures" => breaker_failures = v.count(&o, 0, 1_000_000)? as u32,
             "breaker_cooldown" => breaker_cooldown = v.seconds(&o)?,
             "token_env" => route.token = Some(token(&v.string(&o)?, &o)?),
-            "worker" => worker = v.boolean(&o)?,
+            "worker" => {
+                speaks = match v {
+                    Input::Toml(Value::String(s)) if s == "http" => Some(Speaks::Http {
+                        ready: String::new(),
+                        upstream: None,
+                    }),
+                    Input::Toml(Value::Boolean(b)) => b.then_some(Speaks::Frames),
+                    _ => return fail(&o, "expected true, false or \"http\""),
+                }
+            }
             "max_requests" => recycle.max_requests = Some(v.count(&o, 1, u64::MAX)?),
             "max_memory" => recycle.max_memory = Some(v.bytes(&o, MIB, u64::MAX)?),
             "memory" => route.sandbox.limits.memory = Some(v.bytes(&o, MIB, u64::MAX)?),
@@ -824,10 +864,37 @@ fn route_from_table(
     if route.stream && route.cgi {
         return fail(&origin, "a route cannot both stream and be in CGI mode");
     }
-    if worker {
-        route.worker = Some(recycle);
-    } else if recycle != Recycle::default() {
-        return fail(&origin, "max_requests and max_memory are for worker routes");
+    match speaks {
+        Some(mut speaks) => {
+            if let Speaks::Http {
+                ready: r,
+                upstream: u,
+            } = &mut speaks
+            {
+                *r = ready.take().unwrap_or_else(|| "/".into());
+                *u = upstream.take();
+            }
+            let defaults = Worker::new(speaks);
+            route.worker = Some(Worker {
+                start: start.unwrap_or(defaults.start),
+                start_timeout: start_timeout.unwrap_or(defaults.start_timeout),
+                recycle,
+                ..defaults
+            });
+        }
+        None if recycle != Recycle::default() || start.is_some() || start_timeout.is_some() => {
+            return fail(
+                &origin,
+                "max_requests, max_memory, start and start_timeout are for worker routes",
+            );
+        }
+        None => {}
+    }
+    if ready.is_some() || upstream.is_some() {
+        return fail(
+            &origin,
+            "ready and upstream are for worker = \"http\" routes",
+        );
     }
     check_worker(&route, &origin)?;
     Ok(RouteDraft {
@@ -837,22 +904,65 @@ fn route_from_table(
     })
 }
 
-/// A worker is started once, so its command cannot hold placeholders, and
-/// it answers whole frames, so it cannot stream.
+/// A worker is started once, so its command cannot hold placeholders (but
+/// an HTTP worker's `{port}`, which it must hold); a framed one answers
+/// whole frames and an HTTP one streams as it answers, so neither takes
+/// `stream` or `cgi`.
 fn check_worker(route: &Route, origin: &Origin) -> Result<(), ConfigError> {
-    if route.worker.is_none() {
-        return Ok(());
+    let http = match &route.worker {
+        None if route.args.iter().any(Arg::is_port) => {
+            return fail(
+                origin,
+                "{port} is for the command of a worker = \"http\" route",
+            );
+        }
+        None => return Ok(()),
+        Some(w) => matches!(w.speaks, Speaks::Http { .. }),
+    };
+    if route.stream || route.cgi {
+        return fail(origin, "a worker route takes neither stream nor cgi");
     }
-    if route.stream {
-        return fail(origin, "a worker route cannot stream");
-    }
-    if !route.args.iter().all(Arg::is_literal) {
+    let fixed = |a: &Arg| a.is_literal() || (http && a.is_port());
+    if !route.args.iter().all(fixed) {
         return fail(
             origin,
             "a worker is started once: its command cannot hold {placeholders}",
         );
     }
+    let upstream = matches!(
+        route.worker,
+        Some(Worker {
+            speaks: Speaks::Http {
+                upstream: Some(_),
+                ..
+            },
+            ..
+        })
+    );
+    if http && !upstream && !route.args.iter().any(Arg::is_port) {
+        return fail(
+            origin,
+            "an HTTP worker's command must hold {port}, the port it is to listen on",
+        );
+    }
     Ok(())
+}
+
+/// `upstream = "http://127.0.0.1:8082"`: where a server someone else runs
+/// listens (plain HTTP, an address: `localhost` is 127.0.0.1, and no other
+/// name is looked up).
+fn upstream_address(url: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
+    let authority = url
+        .strip_prefix("http://")
+        .map(|rest| rest.trim_end_matches('/'))
+        .map(|a| a.replace("localhost:", "127.0.0.1:"));
+    let found = authority.and_then(|a| a.parse().ok());
+    found.ok_or(()).or_else(|()| {
+        fail(
+            origin,
+            format!("`{url}` is not an address like http://127.0.0.1:8082"),
+        )
+    })
 }
 
 /// `--route 'METHOD PATH=COMMAND ARG…'`.
@@ -870,7 +980,10 @@ fn route_from_flag(spec: &str, origin: &Origin) -> Result<RouteDraft, ConfigErro
             format!("`{spec}` has no `=` between the path and the command"),
         );
     };
-    let argv = argv.split_whitespace().map(str::to_owned).collect();
+    let argv: Vec<String> = argv.split_whitespace().map(str::to_owned).collect();
+    if argv.is_empty() {
+        return fail(origin, "the command is empty");
+    }
     let route = new_route(
         method_rule(method, origin)?,
         path.trim().to_owned(),
@@ -910,7 +1023,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
             | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
             | "--cgi" | "--drain-timeout" | "--drain-delay" | "--log-file" | "--log-format"
-            | "--handlers" | "--tls-cert" | "--tls-key" | "--worker" => {
+            | "--handlers" | "--tls-cert" | "--tls-key" | "--worker" | "--worker-http" => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {
@@ -934,13 +1047,18 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
     for (name, value) in &flags {
         let origin = Origin::Flag(name.clone());
         let value = value.as_deref().unwrap_or_default();
-        if name == "--route" || name == "--cgi" || name == "--worker" {
+        if ["--route", "--cgi", "--worker", "--worker-http"].contains(&name.as_str()) {
             let mut draft = route_from_flag(value, &origin)?;
             draft.route.cgi = name == "--cgi";
-            if name == "--worker" {
-                draft.route.worker = Some(Recycle::default());
-                check_worker(&draft.route, &origin)?;
-            }
+            draft.route.worker = match name.as_str() {
+                "--worker" => Some(Worker::new(Speaks::Frames)),
+                "--worker-http" => Some(Worker::new(Speaks::Http {
+                    ready: "/".into(),
+                    upstream: None,
+                })),
+                _ => None,
+            };
+            check_worker(&draft.route, &origin)?;
             b.add_route(draft);
         } else {
             let key = name.trim_start_matches('-').replace('-', "_");
@@ -1084,7 +1202,35 @@ mod tests {
             ),
             (
                 "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nmax_requests = 5",
-                "f.toml:1: max_requests and max_memory are for worker routes",
+                "f.toml:1: max_requests, max_memory, start and start_timeout are for worker routes",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\", \"{port}\"]",
+                "f.toml:1: {port} is for the command of a worker = \"http\" route",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nworker = \"http\"",
+                "f.toml:1: an HTTP worker's command must hold {port}, the port it is to listen on",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\", \"{port}\"]\nupstream = \"http://127.0.0.1:1\"\nworker = \"http\"",
+                "f.toml:3: a route has a `command` or an `upstream`, not both",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\nupstream = \"ftp://x\"\nworker = \"http\"",
+                "f.toml:3: `ftp://x` is not an address like http://127.0.0.1:8082",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nready = \"/health\"",
+                "f.toml:1: ready and upstream are for worker = \"http\" routes",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\", \"{port}\"]\nworker = \"http\"\nstart = \"later\"",
+                "f.toml:5: expected boot or first-request, found `later`",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nworker = \"yes\"",
+                "f.toml:4: expected true, false or \"http\"",
             ),
             ("handlers = 5", "f.toml:1: 5 is out of range 1..=4"),
             (

@@ -17,14 +17,15 @@ use crate::queue::Job;
 use crate::route::Route;
 use crate::state::{Dropped, HandlerState, HandlerView, Phase, State};
 use crate::stream::Stream;
-use crate::worker::{self, Workers};
+use crate::upstream::{Forward, Reply};
+use crate::worker::{self, Speaks, Workers};
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,9 @@ pub struct Handler {
     pub inbox: Inbox,
     /// Pause between two jobs.
     pub pace: Duration,
+    /// The routes whose workers start with the handler (`start = "boot"`),
+    /// as the config had them at start.
+    pub boot: Vec<Weak<Route>>,
 }
 
 /// Time a job may take past its program's deadline and kill grace before
@@ -106,13 +110,27 @@ impl Handler {
         let mut workers = Workers::new(&self.view.running);
         let receipts = Receipts::new();
         while in_charge() {
+            self.warm(&mut workers);
             let (tx, rx) = sync_channel(1);
             self.view.set_state(HandlerState::Idle);
             if !self.inbox.send(ToGate::Idle(self.index, tx)) {
                 return;
             }
-            // An error means the gate restarted and lost our request: ask again.
-            let Ok(batch) = rx.recv() else { continue };
+            // A boot worker that failed is started again when its rest ends,
+            // work or none (its /ready is 503 meanwhile).
+            let batch = loop {
+                let got = match workers.next_warm() {
+                    Some(wait) => rx.recv_timeout(wait),
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(batch) => break Some(batch),
+                    Err(RecvTimeoutError::Timeout) => self.warm(&mut workers),
+                    Err(RecvTimeoutError::Disconnected) => break None,
+                }
+            };
+            // None: the gate restarted and lost our request: ask again.
+            let Some(batch) = batch else { continue };
             self.view.set_state(HandlerState::Busy);
             let _ = events.try_send(Event::Busy);
             for job in batch {
@@ -120,11 +138,26 @@ impl Handler {
                     return;
                 }
                 self.serve_job(job, generation, &mut workers, &receipts);
+                self.warm(&mut workers);
                 if !self.pace.is_zero() {
                     thread::sleep(self.pace);
                 }
             }
         }
+    }
+
+    /// Starts the boot workers that are not up, and says in `/ready`
+    /// whether all of them are.
+    fn warm(&self, workers: &mut Workers) {
+        let boot: Vec<Arc<Route>> = self.boot.iter().filter_map(Weak::upgrade).collect();
+        if boot.is_empty() {
+            return;
+        }
+        if !workers.all_warm(&boot) {
+            self.view.set_warm(false);
+            workers.warm(&boot);
+        }
+        self.view.set_warm(workers.all_warm(&boot));
     }
 
     fn serve_job(&self, job: Job, generation: u64, workers: &mut Workers, receipts: &Receipts) {
@@ -133,8 +166,13 @@ impl Handler {
             return;
         }
         let route = &job.route;
+        // A worker's start has a time of its own.
+        let start = route
+            .worker
+            .as_ref()
+            .map_or(Duration::ZERO, |w| w.start_timeout);
         self.view.set_due(Some(
-            Instant::now() + route.timeout + route.kill_grace + HANG_SLACK,
+            Instant::now() + start + route.timeout + route.kill_grace + HANG_SLACK,
         ));
         #[cfg(debug_assertions)]
         test_hook(self, &job, false);
@@ -208,20 +246,29 @@ impl Handler {
         drop(slot);
     }
 
-    /// Runs the job's program and says what to do with what it gave.
+    /// Runs the job's program (or sends it to the route's worker) and says
+    /// what to do with what it gave.
     fn execute(&self, job: &mut Job, workers: &mut Workers) -> Outcome {
         #[cfg(debug_assertions)]
         test_hook(self, job, true);
-        let route = &job.route;
+        let route = Arc::clone(&job.route);
         let env = cgi::environment(job);
         let client = job.conn.stream.as_raw_fd();
         self.state.programs_started.fetch_add(1, Relaxed);
         let head_only = job.head.method == Method::Head;
         let content_type = [("Content-Type", route.content_type.as_str())];
-        // Chunked needs HTTP/1.1; HEAD has no body to stream.
-        let mut stream = (route.stream && !head_only && job.head.minor_version >= 1).then(|| {
+        let http = route
+            .worker
+            .as_ref()
+            .is_some_and(|w| matches!(w.speaks, Speaks::Http { .. }));
+        let https = job.conn.transport.is_tls();
+        let peer = job.conn.peer.ip();
+        // Chunked needs HTTP/1.1; HEAD has no body to stream. An HTTP
+        // worker's answer always streams; its head comes with its answer.
+        let streams = (route.stream || http) && !head_only && job.head.minor_version >= 1;
+        let mut stream = streams.then(|| {
             let head = Response::chunked_head(200, &content_type);
-            Stream::new(&mut job.conn, head, route.max_output)
+            Stream::new(&mut job.conn, 200, head, route.max_output)
         });
         let started = Instant::now();
         let run = Run {
@@ -235,23 +282,31 @@ impl Handler {
             sandbox: &route.sandbox,
             running: &self.view.running,
         };
-        let result = match route.worker {
-            // The request goes to the route's warm worker, in frames; the
-            // worker itself starts with PATH and the route's variables only.
-            Some(_) => {
-                let frames = worker::request(&env, &job.body);
-                let base = cgi::base_environment(route);
-                let start = Run { env: &base, ..run };
-                workers.serve(
-                    route,
-                    &Run {
-                        stdin: &frames,
-                        ..run
-                    },
-                    &start,
-                )
+        let result = match route.worker.as_ref().map(|w| &w.speaks) {
+            Some(Speaks::Http { .. }) => {
+                let forward = Forward {
+                    head: &job.head,
+                    body: &job.body,
+                    peer,
+                    https,
+                    deadline: run.deadline,
+                    max_output: route.max_output,
+                    client: run.client,
+                };
+                workers
+                    .forward(&route, &forward, stream.as_mut())
+                    .map(Done::Reply)
             }
-            None => program::run(&run, stream.as_mut()),
+            // The request goes to the route's framed worker.
+            Some(Speaks::Frames) => {
+                let frames = worker::request(&env, &job.body);
+                let run = Run {
+                    stdin: &frames,
+                    ..run
+                };
+                workers.serve(&route, &run).map(Done::Output)
+            }
+            None => program::run(&run, stream.as_mut()).map(Done::Output),
         };
         let failure = result.as_ref().err().and_then(program::Failure::reason);
         route.stats.ran(started.elapsed(), failure);
@@ -261,7 +316,8 @@ impl Handler {
             Err(_) => {} // the client left: that says nothing of the program
         }
         let stderr = match &result {
-            Ok(out) => out.stderr.as_bytes(),
+            Ok(Done::Output(out)) => out.stderr.as_bytes(),
+            Ok(Done::Reply(_)) => &[],
             Err(f) => f.stderr(),
         };
         for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -270,19 +326,35 @@ impl Handler {
         let cut_short = stream.as_ref().is_some_and(Stream::started);
         let (status, problem) = match result {
             Ok(_) if stream.is_some() => {
+                let status = stream.as_ref().map_or(200, Stream::status);
                 let rest = stream.map(Stream::finish).unwrap_or_default();
                 return Outcome::Answer(Response {
-                    status: 200,
+                    status,
                     head: Vec::new(),
                     body: rest,
                 });
             }
+            Ok(Done::Reply(reply)) => {
+                let headers: Vec<(&str, &str)> = reply
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                return Outcome::Answer(Response::new(
+                    reply.status,
+                    &headers,
+                    reply.body,
+                    head_only,
+                ));
+            }
             // A worker answers with a CGI header block too.
-            Ok(out) if route.cgi || route.worker.is_some() => match cgi::parse(&out.stdout) {
-                Ok(reply) => return cgi_outcome(reply, out.stdout, route, head_only),
-                Err(e) => (Some(502), format!("wrote a malformed CGI answer: {e}")),
-            },
-            Ok(out) => {
+            Ok(Done::Output(out)) if route.cgi || route.worker.is_some() => {
+                match cgi::parse(&out.stdout) {
+                    Ok(reply) => return cgi_outcome(reply, out.stdout, &route, head_only),
+                    Err(e) => (Some(502), format!("wrote a malformed CGI answer: {e}")),
+                }
+            }
+            Ok(Done::Output(out)) => {
                 return Outcome::Answer(Response::new(200, &content_type, out.stdout, head_only));
             }
             // Stopped by shutdown at the end of the drain: that is no
@@ -301,14 +373,21 @@ impl Handler {
             Escaped(program.as_bytes()),
         ));
         match status {
-            // A streamed answer already went out as 200: it can only be cut
-            // short (no last chunk), so the client sees it is incomplete.
+            // A streamed answer already went out with its status: it can
+            // only be cut short (no last chunk), so the client sees it is
+            // incomplete.
             Some(_) if cut_short => Outcome::CutShort,
             Some(503) => Outcome::Answer(Response::unavailable(1, head_only)),
             Some(status) => Outcome::Answer(Response::plain(status, &[], head_only)),
             None => Outcome::ClientGone,
         }
     }
+}
+
+/// What a program or worker gave.
+enum Done {
+    Output(program::Output),
+    Reply(Reply),
 }
 
 /// What became of a job.

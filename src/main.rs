@@ -39,6 +39,7 @@ mod sys;
 mod template;
 mod toml;
 mod transport;
+mod upstream;
 mod watchdog;
 mod worker;
 
@@ -57,6 +58,7 @@ use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 use std::thread;
 use std::time::Duration;
+use worker::Start;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -157,10 +159,18 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     ));
 
     let auto = matches!(config.handlers, config::Handlers::Auto(_));
+    let boot: Vec<_> = config
+        .routes
+        .list
+        .iter()
+        .filter(|r| r.worker.as_ref().is_some_and(|w| w.start == Start::Boot))
+        .map(Arc::downgrade)
+        .collect();
     let bounds = Bounds {
         capacity: config.queue,
         handlers: config.handlers.count(),
         body_memory: config.body_memory,
+        boot_workers: !boot.is_empty(),
     };
     let (state, room) = State::new(bounds, auto);
     let (inbox, mailbox) =
@@ -180,6 +190,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
                 view: Arc::clone(view),
                 inbox: inbox.clone(),
                 pace: config.pace,
+                boot: boot.clone(),
             })
         })
         .collect();

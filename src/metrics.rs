@@ -139,7 +139,7 @@ fn label(r: &Route) -> String {
 
 /// True while a load balancer should send work here.
 pub fn ready(s: &State) -> bool {
-    s.has_room() && !s.leaving()
+    s.has_room() && !s.leaving() && s.warm()
 }
 
 /// /metrics: every counter and gauge, in Prometheus text format 0.0.4.

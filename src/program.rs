@@ -132,6 +132,8 @@ pub enum Failure {
     OutputCap(Tail),
     /// A worker's answer broke the protocol (see `worker.rs`): 502.
     BadFrame(String, Tail),
+    /// An HTTP worker could not be reached, or its answer broke HTTP: 502.
+    Upstream(String),
     /// A worker that failed rests this long before it may start again: 503.
     Resting(Duration),
     /// Its client left, so it was stopped: no answer.
@@ -149,6 +151,7 @@ impl fmt::Display for Failure {
             Failure::Timeout(_) => f.write_str("ran past its deadline and was killed"),
             Failure::OutputCap(_) => f.write_str("wrote more than max_output and was killed"),
             Failure::BadFrame(why, _) => write!(f, "broke the worker protocol: {why}"),
+            Failure::Upstream(why) => write!(f, "failed over HTTP: {why}"),
             Failure::Resting(left) => write!(
                 f,
                 "is resting after a failure ({} ms left); not started",
@@ -170,6 +173,7 @@ labelled! {
         OutputCap => "output_cap",
         Pipe => "pipe",
         Protocol => "protocol",
+        Upstream => "upstream",
     }
 }
 
@@ -184,6 +188,7 @@ impl Failure {
             Failure::OutputCap(_) => Reason::OutputCap,
             Failure::Io(_) => Reason::Pipe,
             Failure::BadFrame(..) => Reason::Protocol,
+            Failure::Upstream(_) => Reason::Upstream,
             Failure::ClientGone(_) | Failure::Resting(_) => return None,
         })
     }
@@ -200,6 +205,7 @@ impl Failure {
             | Failure::Signal(..)
             | Failure::OutputCap(_)
             | Failure::BadFrame(..)
+            | Failure::Upstream(_)
             | Failure::Io(_) => Some(502),
         }
     }
@@ -214,6 +220,7 @@ impl Failure {
                 | Failure::Timeout(_)
                 | Failure::Io(_)
                 | Failure::BadFrame(..)
+                | Failure::Upstream(_)
         )
     }
 
@@ -225,7 +232,7 @@ impl Failure {
             | Failure::OutputCap(t)
             | Failure::BadFrame(_, t)
             | Failure::ClientGone(t) => t.as_bytes(),
-            Failure::Spawn(_) | Failure::Io(_) | Failure::Resting(_) => &[],
+            Failure::Spawn(_) | Failure::Io(_) | Failure::Upstream(_) | Failure::Resting(_) => &[],
         }
     }
 }
@@ -261,7 +268,7 @@ pub enum Until {
 /// then, never past `run.deadline` (plus `kill_grace`). With a `stream`,
 /// stdout goes to the client as it comes instead of into `Output`.
 pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
-    let mut group = spawn(run, run.running, false)?;
+    let mut group = spawn(run, run.running, Stdio::Request)?;
     let mut scratch = vec![0u8; SCRATCH];
     let result = group.serve(run, &mut scratch, stream, Until::Exit);
     if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
@@ -273,10 +280,23 @@ pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
 /// Bytes read from a pipe at a time.
 pub const SCRATCH: usize = 64 * 1024;
 
+/// Where a program's stdin, stdout and stderr go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    /// A program per request: stdin the body (a pipe, or /dev/null if
+    /// there is none); stdout and stderr pipes.
+    Request,
+    /// A framed worker: stdin a pipe kept open for request after request.
+    Frames,
+    /// An HTTP worker, which talks over a socket: stdin /dev/null, stdout
+    /// and stderr the server's own stderr, so a worker that logs much can
+    /// never block on a pipe nobody reads between requests.
+    ServerLog,
+}
+
 /// Starts the program in a process group of its own, with the limits of its
-/// sandbox. Its stdin is a pipe if there is a body, or if `keep_stdin`
-/// (a worker, which gets request after request on it).
-pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Group<'r>, Failure> {
+/// sandbox, its standard streams as `stdio` says.
+pub fn spawn<'r>(run: &Run, running: &'r Running, stdio: Stdio) -> Result<Group<'r>, Failure> {
     let invalid = || Failure::Spawn(io::Error::from(io::ErrorKind::InvalidInput));
     let c_string = |bytes: Vec<u8>| CString::new(bytes).map_err(|_| invalid());
     let Some(program) = run.argv.first() else {
@@ -304,14 +324,13 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
         None => None,
     };
     let io = |e| Failure::Spawn(e);
-    let (stdin, feed): (OwnedFd, _) = if run.stdin.is_empty() && !keep_stdin {
-        (File::open("/dev/null").map_err(io)?.into(), None)
-    } else {
-        let (r, w) = io::pipe().map_err(io)?;
-        (r.into(), Some(w))
+    let (stdin, feed): (OwnedFd, _) = match stdio {
+        Stdio::Request if !run.stdin.is_empty() => pipe().map_err(io)?,
+        Stdio::Frames => pipe().map_err(io)?,
+        Stdio::Request | Stdio::ServerLog => (File::open("/dev/null").map_err(io)?.into(), None),
     };
-    let (stdout_r, stdout_w) = io::pipe().map_err(io)?;
-    let (stderr_r, stderr_w) = io::pipe().map_err(io)?;
+    let (stdout_r, stdout_w) = output(stdio).map_err(io)?;
+    let (stderr_r, stderr_w) = output(stdio).map_err(io)?;
     let program = sys::Program {
         path: &path,
         argv: &argv,
@@ -345,6 +364,24 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, keep_stdin: bool) -> Result<Gr
         .published
         .start(group.pid, run.deadline + run.kill_grace);
     Ok(group)
+}
+
+/// A pipe: the child's end (read), ours (write).
+fn pipe() -> io::Result<(OwnedFd, Option<PipeWriter>)> {
+    let (r, w) = io::pipe()?;
+    Ok((r.into(), Some(w)))
+}
+
+/// Where an output of the child goes: a pipe (ours to read, the child's to
+/// write), or a copy of the server's stderr.
+fn output(stdio: Stdio) -> io::Result<(Option<PipeReader>, OwnedFd)> {
+    match stdio {
+        Stdio::Request | Stdio::Frames => {
+            let (r, w) = io::pipe()?;
+            Ok((Some(r), w.into()))
+        }
+        Stdio::ServerLog => Ok((None, io::stderr().as_fd().try_clone_to_owned()?)),
+    }
 }
 
 /// The file to execute for `program`: itself if it names a path (a slash in
@@ -406,15 +443,15 @@ impl<'a> Group<'a> {
         pid: u32,
         published: &'a Running,
         stdin: Option<PipeWriter>,
-        stdout: PipeReader,
-        stderr: PipeReader,
+        stdout: Option<PipeReader>,
+        stderr: Option<PipeReader>,
     ) -> Group<'a> {
         Group {
             pid,
             published,
             stdin,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
+            stdout,
+            stderr,
             exit: sys::pidfd_open(pid).ok(),
             status: None,
         }
@@ -423,6 +460,21 @@ impl<'a> Group<'a> {
     /// The process id of the program (and so the id of its group).
     pub fn id(&self) -> u32 {
         self.pid
+    }
+
+    /// Publishes the program as running until `end` (then the watchdog may
+    /// kill it), or (`None`) as idle.
+    pub fn publish(&self, end: Option<Instant>) {
+        match end {
+            Some(end) => self.published.start(self.pid, end),
+            None => self.published.end(self.pid),
+        }
+    }
+
+    /// How the program ended, if it has (its group may still hold others).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.exited_now();
+        self.status
     }
 
     /// Serves one run: feeds `run.stdin`, gathers stdout (or streams it) and

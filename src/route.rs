@@ -11,7 +11,7 @@ use crate::http::Method;
 use crate::metrics::RouteStats;
 use crate::program::{self, Sandbox};
 use crate::template::{Arg, Missing};
-use crate::worker::Recycle;
+use crate::worker::Worker;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
@@ -104,8 +104,8 @@ pub struct Route {
     pub stream: bool,
     pub breaker: Breaker,
     pub stats: Arc<RouteStats>,
-    /// A warm worker serves the route (`worker = true`), recycled so.
-    pub worker: Option<Recycle>,
+    /// A warm worker serves the route (`worker = true` or `"http"`).
+    pub worker: Option<Worker>,
     /// The bearer token a request must carry (`token_env`), if any.
     pub token: Option<Token>,
     /// Added to the clean environment (which holds only PATH otherwise).

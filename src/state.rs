@@ -107,6 +107,8 @@ pub struct Bounds {
     pub handlers: usize,
     /// Most bytes of request bodies held: `body_memory`.
     pub body_memory: usize,
+    /// Some route's worker starts at boot: not ready until it is up.
+    pub boot_workers: bool,
 }
 
 pub struct State {
@@ -158,6 +160,7 @@ impl State {
             capacity,
             handlers,
             body_memory,
+            boot_workers,
         } = bounds;
         let (room, room_rx) = sync_channel(1);
         let state = State {
@@ -167,7 +170,7 @@ impl State {
             body_bytes: AtomicUsize::new(0),
             room,
             handlers: (0..handlers.max(1))
-                .map(|_| Arc::new(HandlerView::new()))
+                .map(|_| Arc::new(HandlerView::new(!boot_workers)))
                 .collect(),
             auto,
             phase: AtomicU8::new(Phase::Serving as u8),
@@ -251,6 +254,11 @@ impl State {
     /// not shedding load: the listener's one check.
     pub fn has_room(&self) -> bool {
         self.held() < self.capacity && !self.shedding()
+    }
+
+    /// True once every handler's boot workers are up.
+    pub fn warm(&self) -> bool {
+        self.handlers.iter().all(|h| h.is_warm())
     }
 
     /// True while the light says to shed load.
@@ -359,10 +367,12 @@ pub struct HandlerView {
     /// The running program, for the watchdog and for shutdown to stop it
     /// from outside the handler.
     pub running: Running,
+    /// Its boot workers (`start = "boot"`) are all up.
+    warm: AtomicBool,
 }
 
 impl HandlerView {
-    fn new() -> HandlerView {
+    fn new(warm: bool) -> HandlerView {
         HandlerView {
             // Starting is not failing: /health is 200 from the first moment.
             state: AtomicU8::new(HandlerState::Idle as u8),
@@ -370,7 +380,16 @@ impl HandlerView {
             due: AtomicU64::new(0),
             epoch: Epoch::now(),
             running: Running::new(),
+            warm: AtomicBool::new(warm),
         }
+    }
+
+    pub fn is_warm(&self) -> bool {
+        self.warm.load(Relaxed)
+    }
+
+    pub fn set_warm(&self, warm: bool) {
+        self.warm.store(warm, Relaxed);
     }
 
     pub fn state(&self) -> HandlerState {

@@ -17,7 +17,8 @@ pub struct Gone;
 
 pub struct Stream<'a> {
     conn: &'a mut Conn,
-    /// The response head, sent with the first chunk.
+    /// The response's status, and its head, sent with the first chunk.
+    status: u16,
     head: Vec<u8>,
     pending: Vec<u8>,
     cap: usize,
@@ -25,9 +26,12 @@ pub struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    pub fn new(conn: &'a mut Conn, head: Vec<u8>, cap: usize) -> Stream<'a> {
+    /// A stream whose answer has `status` and `head` (built by
+    /// `Response::chunked_head`).
+    pub fn new(conn: &'a mut Conn, status: u16, head: Vec<u8>, cap: usize) -> Stream<'a> {
         Stream {
             conn,
+            status,
             head,
             pending: Vec::new(),
             cap,
@@ -42,6 +46,20 @@ impl<'a> Stream<'a> {
     /// True once the head went out: the status can no longer change.
     pub fn started(&self) -> bool {
         self.started
+    }
+
+    /// Sets the status and head before the first chunk (an HTTP worker's,
+    /// known only once it answers). False once the head went out.
+    pub fn begin(&mut self, status: u16, head: Vec<u8>) -> bool {
+        if self.started {
+            return false;
+        }
+        (self.status, self.head) = (status, head);
+        true
+    }
+
+    pub fn status(&self) -> u16 {
+        self.status
     }
 
     /// True while bytes wait for the socket to be writable.

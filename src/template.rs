@@ -1,6 +1,6 @@
 //! Argument templates: a route's command may hold `{query.NAME}`,
 //! `{header.NAME}` and `{path}` placeholders, parsed once at start-up and
-//! filled per request. A placeholder fills part of ONE argument, whatever
+//! filled per request; an HTTP worker's, `{port}`, filled at each start. A placeholder fills part of ONE argument, whatever
 //! the value holds (spaces, `;`, `$(…)`, newlines): nothing is ever split or
 //! given to a shell. `{{` and `}}` stand for `{` and `}`.
 //!
@@ -19,6 +19,8 @@ enum Piece {
     Header(String),
     /// The request's PATH_INFO (decoded, dot segments removed).
     Path,
+    /// The loopback port an HTTP worker is to listen on.
+    Port,
 }
 
 /// One argument: pieces joined.
@@ -58,6 +60,15 @@ impl Arg {
         self.0.iter().all(|p| matches!(p, Piece::Text(_)))
     }
 
+    /// True if the argument holds `{port}` and no other placeholder.
+    pub fn is_port(&self) -> bool {
+        self.0.contains(&Piece::Port)
+            && self
+                .0
+                .iter()
+                .all(|p| matches!(p, Piece::Text(_) | Piece::Port))
+    }
+
     /// Parses one argument of a command; an error says what is wrong.
     pub fn parse(text: &str) -> Result<Arg, String> {
         let mut pieces = Vec::new();
@@ -81,6 +92,7 @@ impl Arg {
             let name = at.get(1..end).unwrap_or_default();
             let piece = match name.split_once('.') {
                 _ if name == "path" => Piece::Path,
+                _ if name == "port" => Piece::Port,
                 Some(("query", q)) if !q.is_empty() => Piece::Query(q.to_owned()),
                 Some(("header", h)) if !h.is_empty() => Piece::Header(h.to_owned()),
                 _ => {
@@ -118,6 +130,8 @@ pub fn fill(
                 let (value, name): (Option<Vec<u8>>, String) = match piece {
                     Piece::Text(t) => (Some(t.as_bytes().to_vec()), String::new()),
                     Piece::Path => (Some(path_info.as_bytes().to_vec()), "{path}".into()),
+                    // Only an HTTP worker's command holds it (the config says so).
+                    Piece::Port => (None, "{port}".into()),
                     Piece::Query(q) => (query_value(&head.query, q), format!("{{query.{q}}}")),
                     Piece::Header(h) => (
                         head.header(h).map(<[u8]>::to_vec),
@@ -140,6 +154,24 @@ pub fn fill(
                 }
             }
             Ok(OsString::from_vec(out))
+        })
+        .collect()
+}
+
+/// An HTTP worker's command, to listen on `port`: every argument is text
+/// and `{port}` (the config allows nothing else in it).
+pub fn with_port(args: &[Arg], port: u16) -> Vec<OsString> {
+    args.iter()
+        .map(|arg| {
+            let mut out = String::new();
+            for piece in &arg.0 {
+                match piece {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Port => out.push_str(&port.to_string()),
+                    Piece::Path | Piece::Query(_) | Piece::Header(_) => {}
+                }
+            }
+            OsString::from(out)
         })
         .collect()
 }

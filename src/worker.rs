@@ -21,9 +21,13 @@
 //! one outlive its handler (its group is killed when dropped, and dies with
 //! the thread that started it: PDEATHSIG).
 
-use crate::program::{self, Failure, Group, Output, Run, Running, SCRATCH, Until};
+use crate::program::{self, Failure, Group, Output, Run, Running, SCRATCH, Stdio, Until};
 use crate::route::Route;
+use crate::stream::Stream;
+use crate::template;
+use crate::upstream::{self, Forward, Reply};
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
@@ -35,6 +39,52 @@ const MAX_LEN_LINE: usize = 21;
 /// failure in a row up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_LAST: Duration = Duration::from_secs(30);
+
+/// A route's warm worker: how it takes requests, when it starts, and when
+/// it is replaced by a fresh one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    pub speaks: Speaks,
+    pub start: Start,
+    /// Most time its start may take (an HTTP worker: until its `ready`
+    /// probe answers 200), apart from each request's `timeout`.
+    pub start_timeout: Duration,
+    pub recycle: Recycle,
+}
+
+/// How requests reach a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Speaks {
+    /// Frames on its stdin and stdout (`worker = true`).
+    Frames,
+    /// HTTP/1.1 over loopback (`worker = "http"`): a port chosen for it
+    /// (`{port}` in its command), or a server someone else runs (`upstream`).
+    Http {
+        /// The path a GET of which answers 200 once it is ready.
+        ready: String,
+        upstream: Option<SocketAddr>,
+    },
+}
+
+/// When a worker starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// With its handler; `/ready` is 503 until it is ready.
+    Boot,
+    /// At the route's first request.
+    FirstRequest,
+}
+
+impl Worker {
+    pub fn new(speaks: Speaks) -> Worker {
+        Worker {
+            speaks,
+            start: Start::FirstRequest,
+            start_timeout: Duration::from_secs(60),
+            recycle: Recycle::default(),
+        }
+    }
+}
 
 /// When a worker is replaced by a fresh one although it did nothing wrong.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,7 +156,10 @@ pub fn request(env: &[(OsString, OsString)], body: &[u8]) -> Vec<u8> {
 /// One worker route's worker, as a handler keeps it.
 struct Slot<'a> {
     route: Arc<Route>,
+    /// The worker's process (none for an `upstream` someone else runs).
     group: Option<Group<'a>>,
+    /// An HTTP worker, once it is ready: where it listens.
+    at: Option<SocketAddr>,
     /// Answers from the running worker.
     served: u64,
     /// Workers in a row that failed before they ever answered.
@@ -132,61 +185,19 @@ impl<'a> Workers<'a> {
         }
     }
 
-    /// Serves one request (its frames are `run.stdin`) with `route`'s
-    /// worker, started first if it is not running. `start` is how to start
-    /// it: the route's command with only PATH and the route's variables.
-    pub fn serve(&mut self, route: &Arc<Route>, run: &Run, start: &Run) -> Result<Output, Failure> {
-        // Workers of routes no longer in the table (a reload) are let go;
-        // one whose route was reloaded is replaced.
-        self.slots.retain(|s| {
-            let replaced = !Arc::ptr_eq(&s.route, route) && s.route.same_place(route);
-            Arc::strong_count(&s.route) > 1 && !replaced
-        });
-        let at = match self.slots.iter().position(|s| Arc::ptr_eq(&s.route, route)) {
-            Some(at) => at,
-            None => {
-                self.slots.push(Slot {
-                    route: Arc::clone(route),
-                    group: None,
-                    served: 0,
-                    failures: 0,
-                    rest_until: None,
-                });
-                self.slots.len() - 1
-            }
-        };
-        let Some(slot) = self.slots.get_mut(at) else {
-            return Err(Failure::Spawn(std::io::ErrorKind::NotFound.into()));
-        };
-        if let Some(left) = slot
-            .rest_until
-            .and_then(|t| t.checked_duration_since(Instant::now()))
-        {
-            return Err(Failure::Resting(left));
-        }
-        let mut group = match slot.group.take() {
-            Some(group) => group,
-            None => {
-                route.stats.worker_started();
-                slot.served = 0;
-                match program::spawn(start, self.running, true) {
-                    Ok(group) => group,
-                    Err(e) => {
-                        slot.failed();
-                        return Err(e);
-                    }
-                }
-            }
-        };
+    /// Serves one request (its frames are `run.stdin`) with `route`'s framed
+    /// worker, started first if it is not running.
+    pub fn serve(&mut self, route: &Arc<Route>, run: &Run) -> Result<Output, Failure> {
+        let running = self.running;
+        let slot = slot_of(&mut self.slots, route).ok_or_else(lost)?;
+        slot.up(running)?;
+        let mut group = slot.group.take().ok_or_else(lost)?;
         let result = group.serve(run, &mut self.scratch, None, Until::Frame);
         match &result {
             Ok(_) => {
                 slot.failures = 0;
                 slot.served += 1;
-                if !route
-                    .worker
-                    .is_some_and(|r| r.worn(slot.served, group.id()))
-                {
+                if !slot.worn(&group) {
                     slot.group = Some(group);
                 }
             }
@@ -200,9 +211,242 @@ impl<'a> Workers<'a> {
         }
         result
     }
+
+    /// Sends one request to `route`'s HTTP worker, started first if it is
+    /// not ready, and brings back its answer (into `stream`, if any).
+    pub fn forward(
+        &mut self,
+        route: &Arc<Route>,
+        f: &Forward,
+        stream: Option<&mut Stream>,
+    ) -> Result<Reply, Failure> {
+        let running = self.running;
+        let slot = slot_of(&mut self.slots, route).ok_or_else(lost)?;
+        slot.up(running)?;
+        let to = slot.at.ok_or_else(lost)?;
+        // The start had a time of its own: the request's begins now.
+        let f = &Forward {
+            deadline: Instant::now() + route.timeout,
+            ..*f
+        };
+        let end = f.deadline + route.kill_grace;
+        if let Some(group) = &slot.group {
+            group.publish(Some(end));
+        }
+        let result = upstream::forward(to, f, stream);
+        if let Some(group) = &slot.group {
+            group.publish(None);
+        }
+        let grace = route.kill_grace;
+        match &result {
+            Ok(_) => {
+                slot.failures = 0;
+                slot.served += 1;
+                if slot.group.as_ref().is_some_and(|g| slot.worn(g)) {
+                    slot.stop(grace, &mut self.scratch);
+                }
+            }
+            // Closing the connection stopped the request; the worker stays.
+            Err(Failure::ClientGone(_) | Failure::OutputCap(_)) => {}
+            // Kept only if it is still ready.
+            Err(Failure::Timeout(_)) => {
+                if !upstream::probe(to, slot.ready_path(), PROBE_WAIT) {
+                    slot.stop(grace, &mut self.scratch);
+                }
+            }
+            Err(_) => {
+                slot.stop(grace, &mut self.scratch);
+                slot.failed();
+            }
+        }
+        result
+    }
+
+    /// Starts the workers of `routes` that start at boot and are not up
+    /// (and not resting after a failure); returns once each is ready or
+    /// has failed. Says what failed in the log.
+    pub fn warm(&mut self, routes: &[Arc<Route>]) {
+        let running = self.running;
+        for route in routes.iter().filter(|r| boots(r)) {
+            let Some(slot) = slot_of(&mut self.slots, route) else {
+                continue;
+            };
+            if let Err(e) = slot.up(running)
+                && !matches!(e, Failure::Resting(_))
+            {
+                crate::log::event(format_args!(
+                    "route {} {}: worker not started: {e}",
+                    route.method.as_str(),
+                    route.pattern
+                ));
+            }
+        }
+    }
+
+    /// True if the boot workers of `routes` are all up.
+    pub fn all_warm(&mut self, routes: &[Arc<Route>]) -> bool {
+        routes.iter().filter(|r| boots(r)).all(|route| {
+            self.slots
+                .iter_mut()
+                .find(|s| Arc::ptr_eq(&s.route, route))
+                .is_some_and(Slot::is_up)
+        })
+    }
+
+    /// How long until a boot worker that is down may start again (None:
+    /// all are up).
+    pub fn next_warm(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        self.slots
+            .iter_mut()
+            .filter(|s| boots(&s.route))
+            .filter_map(|s| (!s.is_up()).then_some(s.rest_until))
+            .map(|rest| rest.map_or(Duration::ZERO, |t| t.saturating_duration_since(now)))
+            .min()
+    }
 }
 
-impl Slot<'_> {
+/// `route`'s slot, made if it has none. Workers of routes no longer in the
+/// table (a reload) are let go first; one whose route was reloaded is
+/// replaced.
+fn slot_of<'s, 'a>(slots: &'s mut Vec<Slot<'a>>, route: &Arc<Route>) -> Option<&'s mut Slot<'a>> {
+    slots.retain(|s| {
+        let replaced = !Arc::ptr_eq(&s.route, route) && s.route.same_place(route);
+        Arc::strong_count(&s.route) > 1 && !replaced
+    });
+    if !slots.iter().any(|s| Arc::ptr_eq(&s.route, route)) {
+        slots.push(Slot {
+            route: Arc::clone(route),
+            group: None,
+            at: None,
+            served: 0,
+            failures: 0,
+            rest_until: None,
+        });
+    }
+    slots.iter_mut().find(|s| Arc::ptr_eq(&s.route, route))
+}
+
+/// How long a probe of a worker whose request timed out may take.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+/// The pause between two probes of a worker that is starting.
+const PROBE_EVERY: Duration = Duration::from_millis(50);
+
+fn lost() -> Failure {
+    Failure::Spawn(std::io::ErrorKind::NotFound.into())
+}
+
+fn boots(route: &Route) -> bool {
+    route
+        .worker
+        .as_ref()
+        .is_some_and(|w| w.start == Start::Boot)
+}
+
+impl<'a> Slot<'a> {
+    /// True if the worker can take a request now (one that died while idle
+    /// is not).
+    fn is_up(&mut self) -> bool {
+        if let Some(status) = self.group.as_mut().and_then(Group::exited) {
+            crate::log::event(format_args!(
+                "route {} {}: its worker ended while idle ({status}); a new one starts",
+                self.route.method.as_str(),
+                self.route.pattern
+            ));
+            self.group = None;
+            self.at = None;
+        }
+        let http = self
+            .route
+            .worker
+            .as_ref()
+            .is_some_and(|w| matches!(w.speaks, Speaks::Http { .. }));
+        if http {
+            self.at.is_some()
+        } else {
+            self.group.is_some()
+        }
+    }
+
+    /// Makes sure the worker is up: started (an HTTP one: until its probe
+    /// answers 200, within `start_timeout`), unless it rests after a failure.
+    fn up(&mut self, running: &'a Running) -> Result<(), Failure> {
+        if self.is_up() {
+            return Ok(());
+        }
+        if let Some(left) = self
+            .rest_until
+            .and_then(|t| t.checked_duration_since(Instant::now()))
+        {
+            return Err(Failure::Resting(left));
+        }
+        let route = Arc::clone(&self.route);
+        let Some(worker) = &route.worker else {
+            return Err(lost());
+        };
+        self.served = 0;
+        let by = Instant::now() + worker.start_timeout;
+        let started = match &worker.speaks {
+            Speaks::Frames => {
+                route.stats.worker_started();
+                let argv = template::with_port(&route.args, 0);
+                start(&route, running, by, Stdio::Frames, &argv).map(|g| (Some(g), None))
+            }
+            Speaks::Http {
+                ready,
+                upstream: Some(to),
+            } => wait_ready(None, *to, ready, by).map(|()| (None, Some(*to))),
+            Speaks::Http {
+                ready,
+                upstream: None,
+            } => {
+                route.stats.worker_started();
+                let port = free_port().map_err(Failure::Spawn)?;
+                let argv = template::with_port(&route.args, port);
+                let mut group = start(&route, running, by, Stdio::ServerLog, &argv)?;
+                let to = SocketAddr::from(([127, 0, 0, 1], port));
+                wait_ready(Some(&mut group), to, ready, by).map(|()| (Some(group), Some(to)))
+            }
+        };
+        match started {
+            Ok((group, at)) => {
+                if let Some(group) = &group {
+                    group.publish(None);
+                }
+                (self.group, self.at) = (group, at);
+                Ok(())
+            }
+            Err(e) => {
+                self.failed();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the worker (SIGTERM, then SIGKILL after `grace`): the next
+    /// request starts a new one.
+    fn stop(&mut self, grace: Duration, scratch: &mut [u8]) {
+        if let Some(mut group) = self.group.take() {
+            group.stop(grace, scratch);
+        }
+        self.at = None;
+    }
+
+    fn ready_path(&self) -> &str {
+        match self.route.worker.as_ref().map(|w| &w.speaks) {
+            Some(Speaks::Http { ready, .. }) => ready,
+            _ => "/",
+        }
+    }
+
+    /// True if the worker gave enough answers, or grew enough, to make way.
+    fn worn(&self, group: &Group) -> bool {
+        self.route
+            .worker
+            .as_ref()
+            .is_some_and(|w| w.recycle.worn(self.served, group.id()))
+    }
+
     /// The worker failed: if it never answered, it rests before the next start.
     fn failed(&mut self) {
         if self.served > 0 {
@@ -215,6 +459,64 @@ impl Slot<'_> {
             .min(BACKOFF_LAST);
         self.rest_until = Some(Instant::now() + pause);
     }
+}
+
+/// Starts a worker's process: the route's command (`argv`, filled), with
+/// only PATH and the route's variables in its environment.
+fn start<'r>(
+    route: &Route,
+    running: &'r Running,
+    by: Instant,
+    stdio: Stdio,
+    argv: &[OsString],
+) -> Result<Group<'r>, Failure> {
+    let env = crate::cgi::base_environment(route);
+    let run = Run {
+        argv,
+        env: &env,
+        stdin: &[],
+        deadline: by,
+        max_output: route.max_output,
+        kill_grace: route.kill_grace,
+        client: None,
+        sandbox: &route.sandbox,
+        running,
+    };
+    program::spawn(&run, running, stdio)
+}
+
+/// Probes `to` until it answers a GET of `path` with 200: fails if the
+/// worker's process exits first, or at `by`.
+fn wait_ready(
+    mut group: Option<&mut Group>,
+    to: SocketAddr,
+    path: &str,
+    by: Instant,
+) -> Result<(), Failure> {
+    loop {
+        let left = by.saturating_duration_since(Instant::now());
+        if upstream::probe(to, path, left.min(PROBE_WAIT)) {
+            return Ok(());
+        }
+        if group.as_deref_mut().and_then(Group::exited).is_some() {
+            return Err(Failure::Upstream("it exited before it was ready".into()));
+        }
+        if Instant::now() >= by {
+            return Err(Failure::Upstream(format!(
+                "GET {path} did not answer 200 within start_timeout"
+            )));
+        }
+        std::thread::sleep(PROBE_EVERY.min(by.saturating_duration_since(Instant::now())));
+    }
+}
+
+/// A loopback port free now, for a worker to listen on.
+fn free_port() -> std::io::Result<u16> {
+    Ok(
+        std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?
+            .local_addr()?
+            .port(),
+    )
 }
 
 impl Recycle {

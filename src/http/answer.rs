@@ -94,9 +94,7 @@ fn status_line(line: &[u8]) -> Result<(u16, u8), RequestError> {
     {
         return Err(bad);
     }
-    let status = code
-        .iter()
-        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    let status = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
     if !(100..=599).contains(&status) {
         return Err(bad);
     }
@@ -124,19 +122,29 @@ mod tests {
         let Ok(Status::Complete((head, n))) = parse(raw, false) else {
             panic!()
         };
-        assert_eq!((head.status, head.body, n), (200, Body::Length(5), raw.len() - 5));
+        assert_eq!(
+            (head.status, head.body, n),
+            (200, Body::Length(5), raw.len() - 5)
+        );
         assert_eq!(head.headers.len(), 2);
-        assert_eq!(body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), Body::Chunked);
+        assert_eq!(
+            body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Body::Chunked
+        );
         assert_eq!(body("HTTP/1.0 200 OK\r\n\r\n"), Body::UntilClose);
         assert_eq!(body("HTTP/1.1 204 No Content\r\n\r\n"), Body::Empty);
         assert_eq!(body("HTTP/1.1 100 Continue\r\n\r\n"), Body::Empty);
         assert_eq!(body("HTTP/1.1 503\r\n\r\n"), Body::UntilClose);
-        let Ok(Status::Complete((head, _))) = parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
+        let Ok(Status::Complete((head, _))) =
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
         else {
             panic!()
         };
         assert_eq!(head.body, Body::Empty);
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nContent-", false), Ok(Status::Partial));
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-", false),
+            Ok(Status::Partial)
+        );
         assert_eq!(parse("HTTP/1", false), Ok(Status::Partial));
     }
 
