@@ -12,7 +12,7 @@ use crate::gate::{Answer, Entry, Inbox, Receipts, Redirect, ToGate};
 use crate::http::Method;
 use crate::http::response::Response;
 use crate::log::{self, Escaped};
-use crate::program::{self, Run};
+use crate::program::{self, Run, Sink};
 use crate::queue::Job;
 use crate::route::Route;
 use crate::state::{Dropped, HandlerState, HandlerView, Phase, State};
@@ -306,7 +306,13 @@ impl Handler {
                 };
                 workers.serve(&route, &run).map(Done::Output)
             }
-            None => program::run(&run, stream.as_mut()).map(Done::Output),
+            None => {
+                let sink = match stream.as_mut() {
+                    Some(s) => Sink::Stream(s),
+                    None => Sink::Collect,
+                };
+                program::run(&run, sink).map(Done::Output)
+            }
         };
         let failure = result.as_ref().err().and_then(program::Failure::reason);
         route.stats.ran(started.elapsed(), failure);

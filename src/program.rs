@@ -193,6 +193,22 @@ impl Failure {
         })
     }
 
+    /// The same failure, with `tail` as the stderr it keeps.
+    fn with_stderr(self, tail: Tail) -> Failure {
+        match self {
+            Failure::Exit(code, _) => Failure::Exit(code, tail),
+            Failure::Signal(sig, _) => Failure::Signal(sig, tail),
+            Failure::Timeout(_) => Failure::Timeout(tail),
+            Failure::OutputCap(_) => Failure::OutputCap(tail),
+            Failure::BadFrame(why, _) => Failure::BadFrame(why, tail),
+            Failure::ClientGone(_) => Failure::ClientGone(tail),
+            other @ (Failure::Spawn(_)
+            | Failure::Io(_)
+            | Failure::Upstream(_)
+            | Failure::Resting(_)) => other,
+        }
+    }
+
     /// The status to answer with; None when there is nobody to answer.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -255,22 +271,66 @@ impl Tail {
     }
 }
 
-/// What ends a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Until {
-    /// The program's exit (a program per request).
-    Exit,
+/// Where a program's stdout goes, which also says what ends a run.
+pub enum Sink<'s, 'c> {
+    /// Kept whole, until the program exits (a program per request).
+    Collect,
+    /// Sent to the client as it comes, until the program exits.
+    Stream(&'s mut Stream<'c>),
     /// One whole answer frame (a warm worker, which goes on running).
     Frame,
 }
 
+/// What the sink made of the output so far.
+enum Taken {
+    More,
+    /// The answer is whole (a worker's frame): its body starts at this offset.
+    Done(usize),
+}
+
+impl<'c> Sink<'_, 'c> {
+    fn stream(&mut self) -> Option<&mut Stream<'c>> {
+        match self {
+            Sink::Stream(s) => Some(s),
+            Sink::Collect | Sink::Frame => None,
+        }
+    }
+
+    /// True if the run ends with one whole frame, not with the program.
+    fn framed(&self) -> bool {
+        matches!(self, Sink::Frame)
+    }
+
+    /// Takes what stdout gave so far (`out`; `sent` bytes of it already
+    /// went to the client): keeps it, streams it, or finds the frame's end.
+    fn take(&mut self, out: &mut Vec<u8>, sent: &mut usize, max: usize) -> Result<Taken, Failure> {
+        let tail = Tail::default;
+        match self {
+            Sink::Frame => match worker::answer(out, max) {
+                Frame::Partial => Ok(Taken::More),
+                Frame::Whole(body) => Ok(Taken::Done(body.start)),
+                Frame::TooLong => Err(Failure::OutputCap(tail())),
+                Frame::Bad(why) => Err(Failure::BadFrame(why, tail())),
+            },
+            _ if *sent + out.len() > max => Err(Failure::OutputCap(tail())),
+            Sink::Collect => Ok(Taken::More),
+            Sink::Stream(s) => {
+                *sent += out.len();
+                s.push(out).map_err(|_| Failure::ClientGone(tail()))?;
+                out.clear();
+                Ok(Taken::More)
+            }
+        }
+    }
+}
+
 /// Starts the program and runs it to its end. Blocks the calling thread until
-/// then, never past `run.deadline` (plus `kill_grace`). With a `stream`,
-/// stdout goes to the client as it comes instead of into `Output`.
-pub fn run(run: &Run, stream: Option<&mut Stream>) -> Result<Output, Failure> {
+/// then, never past `run.deadline` (plus `kill_grace`). Its stdout goes
+/// where `sink` says.
+pub fn run(run: &Run, sink: Sink) -> Result<Output, Failure> {
     let mut group = spawn(run, run.running, Stdio::Request)?;
     let mut scratch = vec![0u8; SCRATCH];
-    let result = group.serve(run, &mut scratch, stream, Until::Exit);
+    let result = group.serve(run, &mut scratch, sink);
     if let Err(Failure::Timeout(_) | Failure::OutputCap(_) | Failure::ClientGone(_)) = &result {
         group.stop(run.kill_grace, &mut scratch);
     }
@@ -477,15 +537,14 @@ impl<'a> Group<'a> {
         self.status
     }
 
-    /// Serves one run: feeds `run.stdin`, gathers stdout (or streams it) and
-    /// a tail of stderr, until the program exits or, for a worker, until
-    /// one whole answer frame has come (the worker then goes on running).
+    /// Serves one run: feeds `run.stdin`, gives stdout to `sink` and keeps a
+    /// tail of stderr, until the program exits or, for a worker, until its
+    /// sink has one whole answer (the worker then goes on running).
     pub fn serve(
         &mut self,
         run: &Run,
         scratch: &mut [u8],
-        mut stream: Option<&mut Stream>,
-        until: Until,
+        mut sink: Sink,
     ) -> Result<Output, Failure> {
         self.published
             .start(self.pid, run.deadline + run.kill_grace);
@@ -493,26 +552,24 @@ impl<'a> Group<'a> {
         let mut stdout = Vec::new();
         let mut stderr = Tail::default();
         // Bytes of stdout sent on (streaming) so far, for the output cap.
-        let mut streamed = 0;
+        let mut sent = 0;
         // The client is watched for leaving, and written to when streaming.
-        let client = stream.as_ref().map(|s| s.fd()).or(run.client);
+        let client = sink.stream().map(|s| s.fd()).or(run.client);
+        let framed = sink.framed();
         loop {
             let closed = self.stdout.is_none() && self.stderr.is_none();
             if self.status.is_some() || (closed && self.exited_now()) {
                 // Exited: what it wrote is in the pipes already. Take what is
                 // there without waiting for stragglers of its group.
-                self.drain(
-                    &mut stdout,
-                    &mut stderr,
-                    scratch,
-                    run.max_output.saturating_sub(streamed),
-                )?;
-                if let Some(s) = stream.as_deref_mut() {
-                    s.push(&stdout)
-                        .map_err(|_| Failure::ClientGone(std::mem::take(&mut stderr)))?;
-                    stdout.clear();
+                self.drain(&mut stdout, &mut stderr, scratch)?;
+                match sink.take(&mut stdout, &mut sent, run.max_output) {
+                    Ok(Taken::Done(start)) => {
+                        stdout.drain(..start);
+                        return Ok(Output { stdout, stderr });
+                    }
+                    Ok(Taken::More) => break,
+                    Err(failure) => return Err(failure.with_stderr(stderr)),
                 }
-                break;
             }
             let Some(left) = run
                 .deadline
@@ -531,20 +588,13 @@ impl<'a> Group<'a> {
             // A worker's stdin stays open once its request is written: poll
             // it only while bytes are left, or poll returns at once, forever.
             let stdin = stdin.filter(|_| written < run.stdin.len());
+            let wants_out = sink.stream().is_some_and(|s| s.wants_write());
             let mut fds = [
                 (stdin, POLLOUT),
                 (out, POLLIN),
                 (err, POLLIN),
                 (exit, POLLIN),
-                (
-                    client,
-                    POLLRDHUP
-                        | if stream.as_ref().is_some_and(|s| s.wants_write()) {
-                            POLLOUT
-                        } else {
-                            0
-                        },
-                ),
+                (client, POLLRDHUP | if wants_out { POLLOUT } else { 0 }),
             ]
             .map(|(fd, events)| PollFd::new(fd.unwrap_or(-1), events));
             let timeout = if exit.is_none() && closed {
@@ -561,7 +611,7 @@ impl<'a> Group<'a> {
             if client_events & !POLLOUT != 0 {
                 return Err(Failure::ClientGone(stderr));
             }
-            let flushed = match stream.as_deref_mut() {
+            let flushed = match sink.stream() {
                 Some(s) if client_events & POLLOUT != 0 => s.flush(),
                 _ => Ok(()),
             };
@@ -569,32 +619,19 @@ impl<'a> Group<'a> {
                 return Err(Failure::ClientGone(stderr));
             }
             if stdin_ready {
-                self.feed(run.stdin, &mut written, until == Until::Exit);
+                self.feed(run.stdin, &mut written, !framed);
             }
             if out_ready {
                 read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
                     .map_err(Failure::Io)?;
-                if until == Until::Frame {
-                    match worker::answer(&stdout, run.max_output) {
-                        Frame::Partial => {}
-                        Frame::Whole(body) => {
-                            self.published.end(self.pid);
-                            stdout.drain(..body.start);
-                            return Ok(Output { stdout, stderr });
-                        }
-                        Frame::TooLong => return Err(Failure::OutputCap(stderr)),
-                        Frame::Bad(why) => return Err(Failure::BadFrame(why, stderr)),
+                match sink.take(&mut stdout, &mut sent, run.max_output) {
+                    Ok(Taken::More) => {}
+                    Ok(Taken::Done(start)) => {
+                        self.published.end(self.pid);
+                        stdout.drain(..start);
+                        return Ok(Output { stdout, stderr });
                     }
-                }
-                if streamed + stdout.len() > run.max_output {
-                    return Err(Failure::OutputCap(stderr));
-                }
-                if let Some(s) = stream.as_deref_mut() {
-                    streamed += stdout.len();
-                    if s.push(&stdout).is_err() {
-                        return Err(Failure::ClientGone(stderr));
-                    }
-                    stdout.clear();
+                    Err(failure) => return Err(failure.with_stderr(stderr)),
                 }
             }
             if err_ready {
@@ -607,17 +644,10 @@ impl<'a> Group<'a> {
         let status = self
             .status
             .ok_or_else(|| Failure::Io(io::Error::other("no exit status")))?;
-        if until == Until::Frame {
-            // A worker that answered and then exited: the answer stands (the
-            // next request starts it again). One that exited mid-answer has
-            // not answered, whatever its exit code.
-            if let Frame::Whole(body) = worker::answer(&stdout, run.max_output) {
-                stdout.drain(..body.start);
-                return Ok(Output { stdout, stderr });
-            }
-        }
         match (status.code(), status.signal()) {
-            (Some(0), _) if until == Until::Frame => Err(Failure::Exit(0, stderr)),
+            // A worker that exited mid-answer has not answered, whatever its
+            // exit code.
+            (Some(0), _) if framed => Err(Failure::Exit(0, stderr)),
             (Some(0), _) => Ok(Output { stdout, stderr }),
             (Some(code), _) => Err(Failure::Exit(code, stderr)),
             (None, Some(sig)) => Err(Failure::Signal(sig, stderr)),
@@ -658,15 +688,10 @@ impl<'a> Group<'a> {
         stdout: &mut Vec<u8>,
         stderr: &mut Tail,
         scratch: &mut [u8],
-        cap: usize,
     ) -> Result<(), Failure> {
         read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
             .map_err(Failure::Io)?;
-        read_some(&mut self.stderr, scratch, |b| stderr.push(b)).map_err(Failure::Io)?;
-        if stdout.len() > cap {
-            return Err(Failure::OutputCap(std::mem::take(stderr)));
-        }
-        Ok(())
+        read_some(&mut self.stderr, scratch, |b| stderr.push(b)).map_err(Failure::Io)
     }
 
     /// Asks the group to stop (SIGTERM) and waits up to `grace` for the

@@ -21,7 +21,7 @@
 //! one outlive its handler (its group is killed when dropped, and dies with
 //! the thread that started it: PDEATHSIG).
 
-use crate::program::{self, Failure, Group, Output, Run, Running, SCRATCH, Stdio, Until};
+use crate::program::{self, Failure, Group, Output, Run, Running, SCRATCH, Sink, Stdio};
 use crate::route::Route;
 use crate::stream::Stream;
 use crate::template;
@@ -192,7 +192,7 @@ impl<'a> Workers<'a> {
         let slot = slot_of(&mut self.slots, route).ok_or_else(lost)?;
         slot.up(running)?;
         let mut group = slot.group.take().ok_or_else(lost)?;
-        let result = group.serve(run, &mut self.scratch, None, Until::Frame);
+        let result = group.serve(run, &mut self.scratch, Sink::Frame);
         match &result {
             Ok(_) => {
                 slot.failures = 0;

@@ -10,8 +10,9 @@ GET  /v1/ticks     an event every 10 ms until the client leaves; then
                    DIR/left holds "<pid>"
 GET  /v1/crash     exits at once, answering nothing
 GET  /v1/garbage   a malformed answer
-Every request is counted in DIR/requests. A request that arrives before
-the last one's answer began its last write leaves DIR/overlap: two at once.
+Every request but /health is counted in DIR/requests. One that arrives
+before the last one's answer began its last write leaves DIR/overlap: two
+at once.
 """
 
 import os
@@ -22,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORT, DIR = int(sys.argv[1]), sys.argv[2]
 busy = threading.Lock()
+holder = None
 
 
 def path(name):
@@ -40,14 +42,24 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def handle_one_request(self):
-        if not busy.acquire(blocking=False):
-            open(path("overlap"), "a").write("overlap\n")
-            busy.acquire()
-        self.held = True
+        self.held = False
         try:
             super().handle_one_request()
         finally:
             self.done()
+
+    def parse_request(self):
+        """Once the request line is read: a request (not a probe) takes
+        the worker, noting an overlap if another one holds it."""
+        global holder
+        ok = super().parse_request()
+        if ok and self.path != "/health":
+            if not busy.acquire(blocking=False):
+                with open(path("overlap"), "a") as f:
+                    f.write(f"{self.requestline} came during {holder}\n")
+                busy.acquire()
+            self.held, holder = True, self.requestline
+        return ok
 
     def done(self):
         """Before the last write: whoever reads it all may send the next."""
