@@ -199,6 +199,7 @@ default 5), and
 content_type, cgi, stream, missing, max_arg, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
 worker, max_requests, max_memory, ready, upstream, start, start_timeout,
+cancel_grace,
 memory, cpu, open_files, processes, nice, dir, uid, gid). See README.md.
 ";
 
@@ -744,6 +745,7 @@ fn new_route(
         breaker: Breaker::new(0, Duration::ZERO),
         stats: Arc::default(),
         worker: None,
+        cancel_grace: None,
         token: None,
         env: Vec::new(),
         max_output: 16 * MIB as usize,
@@ -808,6 +810,9 @@ fn route_from_table(
                 });
             }
             "start_timeout" => start_timeout = Some(v.seconds(&o)?),
+            "cancel_grace" => {
+                route.cancel_grace = Some(Duration::from_secs(v.count(&o, 0, 600)?));
+            }
             "timeout" => timeout = Some(v.seconds(&o)?),
             "max_output" => route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize,
             "content_type" => route.content_type = v.string(&o)?,
@@ -905,9 +910,9 @@ fn route_from_table(
 }
 
 /// A worker is started once, so its command cannot hold placeholders (but
-/// an HTTP worker's `{port}`, which it must hold); a framed one answers
-/// whole frames and an HTTP one streams as it answers, so neither takes
-/// `stream` or `cgi`.
+/// an HTTP worker's `{port}`, which it must hold); it answers in its own
+/// protocol, never in CGI's; an HTTP worker streams and is stopped by a
+/// closed connection, so it takes neither `stream` nor `cancel_grace`.
 fn check_worker(route: &Route, origin: &Origin) -> Result<(), ConfigError> {
     let http = match &route.worker {
         None if route.args.iter().any(Arg::is_port) => {
@@ -916,11 +921,17 @@ fn check_worker(route: &Route, origin: &Origin) -> Result<(), ConfigError> {
                 "{port} is for the command of a worker = \"http\" route",
             );
         }
+        None if route.cancel_grace.is_some() => {
+            return fail(origin, "cancel_grace is for worker = true routes");
+        }
         None => return Ok(()),
         Some(w) => matches!(w.speaks, Speaks::Http { .. }),
     };
-    if route.stream || route.cgi {
-        return fail(origin, "a worker route takes neither stream nor cgi");
+    if route.cgi || (http && (route.stream || route.cancel_grace.is_some())) {
+        return fail(
+            origin,
+            "a worker takes no cgi, and an HTTP worker streams and stops on its own: no stream or cancel_grace",
+        );
     }
     let fixed = |a: &Arg| a.is_literal() || (http && a.is_port());
     if !route.args.iter().all(fixed) {

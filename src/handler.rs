@@ -12,7 +12,7 @@ use crate::gate::{Answer, Entry, Inbox, Receipts, Redirect, ToGate};
 use crate::http::Method;
 use crate::http::response::Response;
 use crate::log::{self, Escaped};
-use crate::program::{self, Run, Sink};
+use crate::program::{self, Run, Sink, Streamed};
 use crate::queue::Job;
 use crate::route::Route;
 use crate::state::{Dropped, HandlerState, HandlerView, Phase, State};
@@ -252,7 +252,12 @@ impl Handler {
         #[cfg(debug_assertions)]
         test_hook(self, job, true);
         let route = Arc::clone(&job.route);
-        let env = cgi::environment(job);
+        let mut env = cgi::environment(job);
+        // A worker that streams or may be cancelled needs each request's id.
+        if route.worker.is_some() && (route.stream || route.cancel_grace.is_some()) {
+            env.push(("FIDDLER_REQUEST_ID".into(), job.id.to_string().into()));
+        }
+        let id = job.id;
         let client = job.conn.stream.as_raw_fd();
         self.state.programs_started.fetch_add(1, Relaxed);
         let head_only = job.head.method == Method::Head;
@@ -266,8 +271,12 @@ impl Handler {
         // Chunked needs HTTP/1.1; HEAD has no body to stream. An HTTP
         // worker's answer always streams; its head comes with its answer.
         let streams = (route.stream || http) && !head_only && job.head.minor_version >= 1;
+        // A worker's head comes with its answer (`Stream::begin`).
         let mut stream = streams.then(|| {
-            let head = Response::chunked_head(200, &content_type);
+            let head = match route.worker {
+                Some(_) => Vec::new(),
+                None => Response::chunked_head(200, &content_type),
+            };
             Stream::new(&mut job.conn, 200, head, route.max_output)
         });
         let started = Instant::now();
@@ -304,7 +313,12 @@ impl Handler {
                     stdin: &frames,
                     ..run
                 };
-                workers.serve(&route, &run).map(Done::Output)
+                let sink = if route.stream {
+                    Sink::Frames(Streamed::new(stream.as_mut(), id, &route.content_type))
+                } else {
+                    Sink::Frame
+                };
+                workers.serve(&route, &run, sink, id).map(Done::Output)
             }
             None => {
                 let sink = match stream.as_mut() {

@@ -108,9 +108,18 @@ pub struct RouteStats {
     failures: [AtomicU64; Reason::ALL.len()],
     /// Warm workers started (worker routes only).
     worker_starts: AtomicU64,
+    /// Requests a worker was asked to stop: it stopped (kept), or not (killed).
+    cancels: [AtomicU64; 2],
 }
 
 impl RouteStats {
+    /// A worker was asked to stop a request: `kept` if it did in time.
+    pub fn cancelled(&self, kept: bool) {
+        if let Some(n) = self.cancels.get(usize::from(!kept)) {
+            n.fetch_add(1, Relaxed);
+        }
+    }
+
     /// A warm worker of the route was started.
     pub fn worker_started(&self) {
         self.worker_starts.fetch_add(1, Relaxed);
@@ -218,6 +227,11 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
         "fiddler_worker_starts_total",
         "counter",
         "Warm workers started, by route (first start, restarts, recycling).",
+    );
+    family(
+        "fiddler_worker_cancels_total",
+        "counter",
+        "Requests a warm worker was asked to stop (client gone, deadline), by route and outcome: kept (it stopped in cancel_grace) or killed.",
     );
     family(
         "fiddler_route_breaker_open",
@@ -355,6 +369,12 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
                 "fiddler_worker_starts_total{{route=\"{route}\"}} {}",
                 r.stats.worker_starts.load(Relaxed)
             ));
+            for (outcome, n) in ["kept", "killed"].iter().zip(&r.stats.cancels) {
+                line(format_args!(
+                    "fiddler_worker_cancels_total{{route=\"{route}\",outcome=\"{outcome}\"}} {}",
+                    n.load(Relaxed)
+                ));
+            }
         }
     }
     let light = s.light();

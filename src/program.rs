@@ -8,12 +8,14 @@
 //! more than `max_output` + `STDERR_TAIL` bytes, or leave a process of the
 //! group running when it returns.
 
+use crate::cgi;
+use crate::http::response::Response;
 use crate::state::Epoch;
 use crate::stream::Stream;
 use crate::sys::{
     self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
 };
-use crate::worker::{self, Frame};
+use crate::worker::{self, Frame, Item};
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::fs::File;
@@ -279,26 +281,104 @@ pub enum Sink<'s, 'c> {
     Stream(&'s mut Stream<'c>),
     /// One whole answer frame (a warm worker, which goes on running).
     Frame,
+    /// A warm worker's streamed answer: its head frame, pieces of its body,
+    /// then its end mark.
+    Frames(Streamed<'s, 'c>),
+}
+
+/// A framed worker's streamed answer, as it comes: the head and pieces go to
+/// the client (or, without a stream — HTTP/1.0, HEAD —, are kept whole).
+pub struct Streamed<'s, 'c> {
+    pub stream: Option<&'s mut Stream<'c>>,
+    /// The request's id: only its end mark ends the answer.
+    pub id: u64,
+    /// The route's, for a head without a `Content-Type`.
+    pub content_type: &'s str,
+    head_seen: bool,
+    kept: Vec<u8>,
+}
+
+impl<'s, 'c> Streamed<'s, 'c> {
+    pub fn new(stream: Option<&'s mut Stream<'c>>, id: u64, content_type: &'s str) -> Self {
+        Streamed {
+            stream,
+            id,
+            content_type,
+            head_seen: false,
+            kept: Vec::new(),
+        }
+    }
+
+    /// One frame: the head (a CGI header block, which the stream sends as
+    /// its status and fields), or a piece of the body.
+    fn frame(&mut self, bytes: &[u8], sent: &mut usize, max: usize) -> Result<(), Failure> {
+        let tail = Tail::default;
+        if !self.head_seen {
+            self.head_seen = true;
+            if let Some(s) = self.stream.as_deref_mut() {
+                let (status, fields) = match cgi::parse(bytes) {
+                    Ok(cgi::Reply::Document {
+                        status,
+                        content_type,
+                        headers,
+                        ..
+                    }) => (status, {
+                        let ct = content_type.unwrap_or_else(|| self.content_type.to_owned());
+                        let mut all = vec![("Content-Type".to_owned(), ct)];
+                        all.extend(headers);
+                        all
+                    }),
+                    Ok(cgi::Reply::LocalRedirect(_)) => {
+                        return Err(Failure::BadFrame(
+                            "a streamed answer cannot redirect".into(),
+                            tail(),
+                        ));
+                    }
+                    Err(e) => return Err(Failure::BadFrame(format!("its head: {e}"), tail())),
+                };
+                let pairs: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str()))
+                    .collect();
+                s.begin(status, Response::chunked_head(status, &pairs));
+            } else {
+                self.kept.extend_from_slice(bytes);
+            }
+            return Ok(());
+        }
+        *sent += bytes.len();
+        if *sent > max {
+            return Err(Failure::OutputCap(tail()));
+        }
+        match self.stream.as_deref_mut() {
+            Some(s) => s.push(bytes).map_err(|_| Failure::ClientGone(tail())),
+            None => {
+                self.kept.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What the sink made of the output so far.
 enum Taken {
     More,
-    /// The answer is whole (a worker's frame): its body starts at this offset.
-    Done(usize),
+    /// The answer is whole: its bytes (none if it was streamed).
+    Done(Vec<u8>),
 }
 
 impl<'c> Sink<'_, 'c> {
     fn stream(&mut self) -> Option<&mut Stream<'c>> {
         match self {
             Sink::Stream(s) => Some(s),
+            Sink::Frames(f) => f.stream.as_deref_mut(),
             Sink::Collect | Sink::Frame => None,
         }
     }
 
-    /// True if the run ends with one whole frame, not with the program.
+    /// True if the run ends with the worker's answer, not with the program.
     fn framed(&self) -> bool {
-        matches!(self, Sink::Frame)
+        matches!(self, Sink::Frame | Sink::Frames(_))
     }
 
     /// Takes what stdout gave so far (`out`; `sent` bytes of it already
@@ -308,9 +388,37 @@ impl<'c> Sink<'_, 'c> {
         match self {
             Sink::Frame => match worker::answer(out, max) {
                 Frame::Partial => Ok(Taken::More),
-                Frame::Whole(body) => Ok(Taken::Done(body.start)),
+                Frame::Whole(body) => {
+                    out.drain(..body.start);
+                    Ok(Taken::Done(std::mem::take(out)))
+                }
                 Frame::TooLong => Err(Failure::OutputCap(tail())),
                 Frame::Bad(why) => Err(Failure::BadFrame(why, tail())),
+            },
+            Sink::Frames(f) => loop {
+                match worker::item(out, max) {
+                    Item::Partial => return Ok(Taken::More),
+                    Item::Frame(range) => {
+                        let frame = out.get(range.clone()).unwrap_or_default().to_vec();
+                        out.drain(..range.end);
+                        f.frame(&frame, sent, max)?;
+                    }
+                    Item::End(id, n) if id == f.id && f.head_seen => {
+                        out.drain(..n);
+                        if !out.is_empty() {
+                            return Err(Failure::BadFrame("it wrote after its end".into(), tail()));
+                        }
+                        return Ok(Taken::Done(std::mem::take(&mut f.kept)));
+                    }
+                    Item::End(..) => {
+                        return Err(Failure::BadFrame(
+                            "an end that is not its request's".into(),
+                            tail(),
+                        ));
+                    }
+                    Item::TooLong => return Err(Failure::OutputCap(tail())),
+                    Item::Bad(why) => return Err(Failure::BadFrame(why, tail())),
+                }
             },
             _ if *sent + out.len() > max => Err(Failure::OutputCap(tail())),
             Sink::Collect => Ok(Taken::More),
@@ -496,6 +604,10 @@ pub struct Group<'a> {
     stderr: Option<PipeReader>,
     exit: Option<OwnedFd>,
     status: Option<ExitStatus>,
+    /// Stdout not yet taken by a sink: what a stopped request left.
+    out: Vec<u8>,
+    /// The last request was written whole to stdin (a cancel may follow it).
+    fed_all: bool,
 }
 
 impl<'a> Group<'a> {
@@ -514,6 +626,8 @@ impl<'a> Group<'a> {
             stderr,
             exit: sys::pidfd_open(pid).ok(),
             status: None,
+            out: Vec::new(),
+            fed_all: false,
         }
     }
 
@@ -549,7 +663,9 @@ impl<'a> Group<'a> {
         self.published
             .start(self.pid, run.deadline + run.kill_grace);
         let mut written = 0;
-        let mut stdout = Vec::new();
+        // What a cancelled request left is the cancel's, never the next's.
+        self.fed_all = false;
+        let mut stdout = std::mem::take(&mut self.out);
         let mut stderr = Tail::default();
         // Bytes of stdout sent on (streaming) so far, for the output cap.
         let mut sent = 0;
@@ -563,9 +679,11 @@ impl<'a> Group<'a> {
                 // there without waiting for stragglers of its group.
                 self.drain(&mut stdout, &mut stderr, scratch)?;
                 match sink.take(&mut stdout, &mut sent, run.max_output) {
-                    Ok(Taken::Done(start)) => {
-                        stdout.drain(..start);
-                        return Ok(Output { stdout, stderr });
+                    Ok(Taken::Done(answer)) => {
+                        return Ok(Output {
+                            stdout: answer,
+                            stderr,
+                        });
                     }
                     Ok(Taken::More) => break,
                     Err(failure) => return Err(failure.with_stderr(stderr)),
@@ -576,6 +694,7 @@ impl<'a> Group<'a> {
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
             else {
+                self.out = stdout;
                 return Err(Failure::Timeout(stderr));
             };
             let (stdin, out, err, exit) = (
@@ -607,29 +726,34 @@ impl<'a> Group<'a> {
                 fds.each_ref().map(PollFd::ready);
             let [.., client_poll] = &fds;
             let client_events = client_poll.revents();
-            // POLLRDHUP, POLLHUP or POLLERR: the client closed or reset.
-            if client_events & !POLLOUT != 0 {
-                return Err(Failure::ClientGone(stderr));
-            }
             let flushed = match sink.stream() {
                 Some(s) if client_events & POLLOUT != 0 => s.flush(),
                 _ => Ok(()),
             };
-            if flushed.is_err() {
+            // POLLRDHUP, POLLHUP or POLLERR: the client closed or reset.
+            if client_events & !POLLOUT != 0 || flushed.is_err() {
+                self.out = stdout;
                 return Err(Failure::ClientGone(stderr));
             }
             if stdin_ready {
                 self.feed(run.stdin, &mut written, !framed);
+                self.fed_all = written >= run.stdin.len();
             }
             if out_ready {
                 read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
                     .map_err(Failure::Io)?;
                 match sink.take(&mut stdout, &mut sent, run.max_output) {
                     Ok(Taken::More) => {}
-                    Ok(Taken::Done(start)) => {
+                    Ok(Taken::Done(answer)) => {
                         self.published.end(self.pid);
-                        stdout.drain(..start);
-                        return Ok(Output { stdout, stderr });
+                        return Ok(Output {
+                            stdout: answer,
+                            stderr,
+                        });
+                    }
+                    Err(Failure::ClientGone(_)) => {
+                        self.out = stdout;
+                        return Err(Failure::ClientGone(stderr));
                     }
                     Err(failure) => return Err(failure.with_stderr(stderr)),
                 }
@@ -692,6 +816,76 @@ impl<'a> Group<'a> {
         read_some(&mut self.stdout, scratch, |b| stdout.extend_from_slice(b))
             .map_err(Failure::Io)?;
         read_some(&mut self.stderr, scratch, |b| stderr.push(b)).map_err(Failure::Io)
+    }
+
+    /// Asks a worker to stop request `id` (`cancel ID` on its stdin) and
+    /// waits up to `grace` for that request's end: its end mark, or (a
+    /// one-frame answer, `streamed` false) its answer, which may have been
+    /// on its way already. What came of the request is dropped. True if it
+    /// ended, and nothing followed: the worker can take the next request.
+    pub fn cancel(
+        &mut self,
+        id: u64,
+        grace: Duration,
+        streamed: bool,
+        run: &Run,
+        scratch: &mut [u8],
+    ) -> bool {
+        let until = Instant::now() + grace;
+        let mut line = format!("cancel {id}\n").into_bytes();
+        // A request not yet written whole cannot be followed by a line.
+        let Some(mut stdin) = self.stdin.take().filter(|_| self.fed_all) else {
+            return false;
+        };
+        loop {
+            match worker::item(&self.out, run.max_output) {
+                Item::Frame(range) if streamed => {
+                    self.out.drain(..range.end);
+                    continue;
+                }
+                Item::Frame(range) => {
+                    self.out.drain(..range.end);
+                    break;
+                }
+                Item::End(ended, n) if ended == id => {
+                    self.out.drain(..n);
+                    break;
+                }
+                Item::Partial => {}
+                Item::End(..) | Item::TooLong | Item::Bad(_) => return false,
+            }
+            if !line.is_empty() {
+                match stdin.write(&line) {
+                    Ok(n) => {
+                        line.drain(..n.min(line.len()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return false,
+                }
+            }
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            let mut fds = [
+                (fd_of(&self.stdout), POLLIN),
+                (fd_of(&self.stderr), POLLIN),
+                (
+                    Some(stdin.as_raw_fd()).filter(|_| !line.is_empty()),
+                    POLLOUT,
+                ),
+            ]
+            .map(|(fd, events)| PollFd::new(fd.unwrap_or(-1), events));
+            if sys::poll(&mut fds, Some(left)).is_err() || self.stdout.is_none() {
+                return false;
+            }
+            let out = &mut self.out;
+            if read_some(&mut self.stdout, scratch, |b| out.extend_from_slice(b)).is_err() {
+                return false;
+            }
+            let _ = read_some(&mut self.stderr, scratch, |_| {});
+        }
+        self.stdin = Some(stdin);
+        line.is_empty() && self.out.is_empty() && !self.exited_now()
     }
 
     /// Asks the group to stop (SIGTERM) and waits up to `grace` for the

@@ -106,6 +106,9 @@ pub struct Route {
     pub stats: Arc<RouteStats>,
     /// A warm worker serves the route (`worker = true` or `"http"`).
     pub worker: Option<Worker>,
+    /// A framed worker is asked to stop a request whose client left or
+    /// whose deadline passed, and kept if it does within this.
+    pub cancel_grace: Option<Duration>,
     /// The bearer token a request must carry (`token_env`), if any.
     pub token: Option<Token>,
     /// Added to the clean environment (which holds only PATH otherwise).
@@ -292,6 +295,7 @@ mod tests {
             breaker: Breaker::new(0, Duration::ZERO),
             stats: Arc::default(),
             worker: None,
+            cancel_grace: None,
             token: None,
             env: vec![],
             max_output: 1,

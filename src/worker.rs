@@ -107,8 +107,19 @@ pub enum Frame {
     Bad(String),
 }
 
-/// Reads the answer frame at the start of `buf`.
+/// Reads the answer frame at the start of `buf`, which must hold nothing
+/// after it.
 pub fn answer(buf: &[u8], max: usize) -> Frame {
+    match answer_start(buf, max) {
+        Frame::Whole(range) if range.end < buf.len() => {
+            Frame::Bad("it wrote more than one answer".into())
+        }
+        other => other,
+    }
+}
+
+/// Reads the frame at the start of `buf` (more may follow it).
+fn answer_start(buf: &[u8], max: usize) -> Frame {
     let Some(newline) = buf.iter().take(MAX_LEN_LINE).position(|&b| b == b'\n') else {
         return if buf.len() >= MAX_LEN_LINE {
             Frame::Bad("no length line".into())
@@ -117,11 +128,7 @@ pub fn answer(buf: &[u8], max: usize) -> Frame {
         };
     };
     let digits = buf.get(..newline).unwrap_or_default();
-    let len = std::str::from_utf8(digits)
-        .ok()
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|d| d.parse::<usize>().ok());
-    let Some(len) = len else {
+    let Some(len) = number(digits) else {
         return Frame::Bad(format!("`{}` is not a length", crate::log::Escaped(digits)));
     };
     if len > max {
@@ -129,11 +136,56 @@ pub fn answer(buf: &[u8], max: usize) -> Frame {
     }
     let start = newline + 1;
     let end = start + len;
-    match buf.len() {
-        n if n < end => Frame::Partial,
-        n if n > end => Frame::Bad("it wrote more than one answer".into()),
-        _ => Frame::Whole(start..end),
+    if buf.len() < end {
+        Frame::Partial
+    } else {
+        Frame::Whole(start..end)
     }
+}
+
+/// The next item of a streamed answer at the start of a buffer: a frame (the
+/// head, then pieces of the body), or the end mark `end ID`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    Partial,
+    /// A frame's bytes are at this range; the next item starts at its end.
+    Frame(Range<usize>),
+    /// The end of request ID; the next item starts at the offset.
+    End(u64, usize),
+    /// A frame longer than the route's `max_output`.
+    TooLong,
+    Bad(String),
+}
+
+/// Reads the item at the start of `buf`.
+pub fn item(buf: &[u8], max: usize) -> Item {
+    let Some(rest) = buf.strip_prefix(b"end ") else {
+        return match answer_start(buf, max) {
+            Frame::Partial => Item::Partial,
+            Frame::Whole(range) => Item::Frame(range),
+            Frame::TooLong => Item::TooLong,
+            Frame::Bad(why) => Item::Bad(why),
+        };
+    };
+    let Some(newline) = rest.iter().take(MAX_LEN_LINE).position(|&b| b == b'\n') else {
+        return if rest.len() >= MAX_LEN_LINE {
+            Item::Bad("no end of the end line".into())
+        } else {
+            Item::Partial
+        };
+    };
+    match number(rest.get(..newline).unwrap_or_default()) {
+        Some(id) => Item::End(id as u64, newline + 5),
+        None => Item::Bad("`end` names no request".into()),
+    }
+}
+
+/// A decimal number of at most 20 digits.
+fn number(digits: &[u8]) -> Option<usize> {
+    std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<usize>().ok())
 }
 
 /// The frames of one request: its environment, then its body.
@@ -185,20 +237,56 @@ impl<'a> Workers<'a> {
         }
     }
 
-    /// Serves one request (its frames are `run.stdin`) with `route`'s framed
-    /// worker, started first if it is not running.
-    pub fn serve(&mut self, route: &Arc<Route>, run: &Run) -> Result<Output, Failure> {
+    /// Serves request `id` (its frames are `run.stdin`) with `route`'s framed
+    /// worker, started first if it is not running; its answer goes to `sink`
+    /// (one frame, or streamed frames). A request stopped by its client or
+    /// its deadline is cancelled, if the route says so: the worker is kept
+    /// if it ends the request within `cancel_grace`, else killed.
+    pub fn serve(
+        &mut self,
+        route: &Arc<Route>,
+        run: &Run,
+        sink: Sink,
+        id: u64,
+    ) -> Result<Output, Failure> {
         let running = self.running;
+        let streamed = matches!(sink, Sink::Frames(_));
         let slot = slot_of(&mut self.slots, route).ok_or_else(lost)?;
         slot.up(running)?;
         let mut group = slot.group.take().ok_or_else(lost)?;
-        let result = group.serve(run, &mut self.scratch, Sink::Frame);
+        let result = group.serve(run, &mut self.scratch, sink);
         match &result {
             Ok(_) => {
                 slot.failures = 0;
                 slot.served += 1;
                 if !slot.worn(&group) {
                     slot.group = Some(group);
+                }
+            }
+            Err(failure @ (Failure::ClientGone(_) | Failure::Timeout(_)))
+                if let Some(grace) = route.cancel_grace =>
+            {
+                group.publish(Some(Instant::now() + grace + run.kill_grace));
+                let kept = group.cancel(id, grace, streamed, run, &mut self.scratch);
+                route.stats.cancelled(kept);
+                let why = match failure {
+                    Failure::ClientGone(_) => "its client left",
+                    _ => "its deadline passed",
+                };
+                crate::log::event(format_args!(
+                    "{id} {}: cancelled, as {why}; the worker {}",
+                    route.pattern,
+                    if kept {
+                        "stopped and is kept"
+                    } else {
+                        "did not stop in cancel_grace and is killed"
+                    }
+                ));
+                if kept {
+                    group.publish(None);
+                    slot.group = Some(group);
+                } else {
+                    group.stop(run.kill_grace, &mut self.scratch);
                 }
             }
             Err(failure) => {
