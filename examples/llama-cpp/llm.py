@@ -62,7 +62,8 @@ def options(query: str = "", tokens: str = "") -> dict:
 
 def complete(server, prompt: str, opts: dict, on_text=None) -> str:
     """The completion of `prompt`; each piece also goes to `on_text` as the
-    model makes it (streaming). Raises RuntimeError on a model error."""
+    model makes it (streaming), which stops it by returning True. Raises
+    RuntimeError on a model error."""
     if not prompt.strip():
         raise BadRequest("empty prompt: send it as the request body")
     pieces = []
@@ -76,8 +77,10 @@ def complete(server, prompt: str, opts: dict, on_text=None) -> str:
             text = choice.get("text") or ""
             if text:
                 pieces.append(text)
-                if on_text:
-                    on_text(text)
+                # A callback that returns True stops the generation at once.
+                if on_text and on_text(text):
+                    return True
+        return False
 
     server.handle_completions(dict(opts, prompt=prompt, stream=True), chunk)
     if errors:

@@ -7,8 +7,9 @@ BIN defaults to target/release/fiddler_crab; run ./setup.sh first. Nothing
 else may run meanwhile (2 cores: a compile beside the model slows it
 several-fold). Prints a table (and writes JSON with --json):
 
-- sequential: 20 requests of 32 tokens, one after another: requests/s;
-- first token: 20 streamed requests, time to the first token's text, p50;
+- sequential: 3 rounds of 10 requests of 32 tokens, one after another,
+  the two taking turns: requests/s, and fiddler/bare per round;
+- first token: 30 streamed requests each, time to the first token's text, p50;
 - flood: N clients at once (queue = 8 behind fiddler_crab), each giving up
   after SECS: generations run for clients that had already left, and the
   wait of one fresh request sent right after they gave up;
@@ -175,52 +176,72 @@ def http_ok(port, path):
         return False
 
 
-def measure(name, port, llama_pid, llama_port, root_pid):
-    """Every figure for one target (bare llama-server, or fiddler_crab)."""
-    peak = Peak(root_pid)
-    peak.start()
-    run = asyncio.run
-    r = {}
-    for _ in range(2):
-        run(ask(port, 32))
-    times = []
-    start = time.monotonic()
-    for _ in range(20):
-        status, _, took, _ = run(ask(port, 32))
-        assert status == 200, f"{name}: sequential request got {status}"
-        times.append(took)
-    r["sequential_rps"] = 20 / (time.monotonic() - start)
-    r["warm_s"] = statistics.median(times)
-    firsts = [run(ask(port, 32, stream=True))[1] for _ in range(20)]
-    r["first_token_p50_ms"] = statistics.median(f for f in firsts if f) * 1000
+class Target:
+    """A server under test: where to ask, and its llama-server."""
 
-    # A client leaves 0.5 s into a 256-token stream.
-    before = cpu_seconds(llama_pid)
-    run(ask(port, 256, stream=True, leave_after=0.5))
+    def __init__(self, name, port, llama_pid, llama_port, root_pid, stop):
+        self.name, self.port, self.llama_pid, self.llama_port = name, port, llama_pid, llama_port
+        self.stop, self.r, self.peak = stop, {}, Peak(root_pid)
+        self.peak.start()
+
+
+def sequential(t, n):
+    """Seconds for n requests of 32 tokens, one after another."""
+    start = time.monotonic()
+    for _ in range(n):
+        status, _, _, _ = asyncio.run(ask(t.port, 32))
+        assert status == 200, f"{t.name}: sequential request got {status}"
+    return time.monotonic() - start
+
+
+def alternating(targets, rounds=3):
+    """Sequential req/s and first-token times, the targets taking turns
+    round after round, so that the machine's noise falls on both alike."""
+    for t in targets:
+        for _ in range(2):
+            asyncio.run(ask(t.port, 32))
+        t.r["rounds_rps"], firsts, t.r["warm_s"] = [], [], []
+        t.firsts = firsts
+    for _ in range(rounds):
+        for t in targets:
+            t.r["rounds_rps"].append(10 / sequential(t, 10))
+            t.firsts.extend(asyncio.run(ask(t.port, 32, stream=True))[1] for _ in range(10))
+            t.r["warm_s"].append(asyncio.run(ask(t.port, 32))[2])
+    for t in targets:
+        t.r["sequential_rps"] = statistics.median(t.r["rounds_rps"])
+        t.r["first_token_p50_ms"] = statistics.median(f for f in t.firsts if f) * 1000
+        t.r["warm_s"] = statistics.median(t.r["warm_s"])
+
+
+def leave_and_flood(t):
+    """A client that leaves 0.5 s into a 256-token stream; then the flood."""
+    run, r = asyncio.run, t.r
+    before = cpu_seconds(t.llama_pid)
+    run(ask(t.port, 256, stream=True, leave_after=0.5))
     left_at = time.monotonic()
-    last, last_change = cpu_seconds(llama_pid), left_at
+    last, last_change = cpu_seconds(t.llama_pid), left_at
     while time.monotonic() - last_change < 1.0:
         time.sleep(0.005)
-        now = cpu_seconds(llama_pid)
+        now = cpu_seconds(t.llama_pid)
         if now != last:
             last, last_change = now, time.monotonic()
     r["leave_cpu_stop_ms"] = max(0.0, last_change - left_at) * 1000
     r["leave_cpu_used_s"] = last - before
-    r["next_after_leave_s"] = run(ask(port, 32))[2]
+    r["next_after_leave_s"] = run(ask(t.port, 32))[2]
 
     # The flood, then one fresh request right after the others gave up.
-    tokens_before = metric(llama_port, "llamacpp:tokens_predicted_total")
+    tokens_before = metric(t.llama_port, "llamacpp:tokens_predicted_total")
 
     async def flood():
-        clients = [asyncio.create_task(ask(port, 32, give_up=GIVE_UP)) for _ in range(FLOOD)]
+        clients = [asyncio.create_task(ask(t.port, 32, give_up=GIVE_UP)) for _ in range(FLOOD)]
         await asyncio.sleep(GIVE_UP + 0.2)
-        fresh = await ask(port, 32)
+        fresh = await ask(t.port, 32)
         return await asyncio.gather(*clients), fresh
 
     outcomes, fresh = run(flood())
-    wait_until(lambda: metric(llama_port, "llamacpp:requests_processing") == 0
-               and metric(llama_port, "llamacpp:requests_deferred") == 0, "llama-server idle")
-    generated = (metric(llama_port, "llamacpp:tokens_predicted_total") - tokens_before) / 32
+    wait_until(lambda: metric(t.llama_port, "llamacpp:requests_processing") == 0
+               and metric(t.llama_port, "llamacpp:requests_deferred") == 0, "llama-server idle")
+    generated = (metric(t.llama_port, "llamacpp:tokens_predicted_total") - tokens_before) / 32
     answered = sum(1 for o in outcomes if o[0] == 200)
     r["flood_answered"] = answered
     r["flood_refused_503"] = sum(1 for o in outcomes if o[0] == 503)
@@ -229,22 +250,18 @@ def measure(name, port, llama_pid, llama_port, root_pid):
     r["flood_generations_for_departed"] = round(generated - answered - 1, 1)
     r["flood_fresh_status"] = fresh[0]
     r["flood_fresh_wait_s"] = fresh[2]
-    peak.stop = True
-    peak.join()
-    r["peak_rss_mb"] = peak.peak / 1e6
-    return r
 
 
 def bare():
     port = free_port()
     llama = subprocess.Popen([LLAMA] + LLAMA_ARGS + ["--host", "127.0.0.1", "--port", str(port)],
                              env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: http_ok(port, "/health"), "llama-server ready")
-        return measure("bare", port, llama.pid, port, llama.pid)
-    finally:
+    wait_until(lambda: http_ok(port, "/health"), "llama-server ready")
+
+    def stop():
         llama.terminate()
         llama.wait()
+    return Target("bare", port, llama.pid, port, llama.pid, stop)
 
 
 def fiddler():
@@ -270,22 +287,36 @@ env = ["LD_LIBRARY_PATH={os.path.join(here, 'bin')}"]
         f.write(config)
     server = subprocess.Popen([BIN, "-c", f.name], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: http_ok(admin, "/ready"), "fiddler_crab ready")
-        llama_pid = children(server.pid)[0]
-        cmdline = open(f"/proc/{llama_pid}/cmdline").read().split("\0")
-        llama_port = int(cmdline[cmdline.index("--port") + 1])
-        return measure("fiddler", port, llama_pid, llama_port, server.pid)
-    finally:
+    wait_until(lambda: http_ok(admin, "/ready"), "fiddler_crab ready")
+    llama_pid = children(server.pid)[0]
+    cmdline = open(f"/proc/{llama_pid}/cmdline").read().split("\0")
+    llama_port = int(cmdline[cmdline.index("--port") + 1])
+
+    def stop():
         server.terminate()
         server.wait()
         os.unlink(f.name)
+    return Target("fiddler", port, llama_pid, llama_port, server.pid, stop)
 
 
-results = {"bare": bare(), "fiddler": fiddler(), "flood": FLOOD, "give_up_s": GIVE_UP}
+
+targets = [bare(), fiddler()]
+try:
+    alternating(targets)
+    for t in targets:
+        leave_and_flood(t)
+finally:
+    for t in targets:
+        t.peak.stop = True
+        t.stop()
+for t in targets:
+    t.peak.join()
+    t.r["peak_rss_mb"] = t.peak.peak / 1e6
+results = {t.name: t.r for t in targets}
+results.update(flood=FLOOD, give_up_s=GIVE_UP)
 b, f = results["bare"], results["fiddler"]
 rows = [
-    ("sequential 20 x 32 tokens, req/s", "sequential_rps", "{:.3f}"),
+    ("sequential, 3 rounds of 10 x 32 tokens, req/s (median)", "sequential_rps", "{:.3f}"),
     ("first token, p50 ms", "first_token_p50_ms", "{:.1f}"),
     (f"flood {FLOOD}: generations for departed clients", "flood_generations_for_departed", "{}"),
     ("flood: answered 200 / refused 503 / gave up", None, None),
@@ -302,7 +333,9 @@ for label, key, fmt in rows:
     else:
         cell = lambda r: fmt.format(r[key])
     print(f"| {label} | {cell(b)} | {cell(f)} |")
-print(f"\nratio fiddler/bare sequential req/s: {f['sequential_rps'] / b['sequential_rps']:.3f}; "
+ratios = [x / y for x, y in zip(f["rounds_rps"], b["rounds_rps"])]
+print(f"\nratio fiddler/bare sequential req/s, per round: {', '.join(f'{r:.3f}' for r in ratios)}; "
+      f"median {statistics.median(ratios):.3f}; "
       f"first token: +{f['first_token_p50_ms'] - b['first_token_p50_ms']:.1f} ms; "
       f"next after leave / warm: {f['next_after_leave_s'] / f['warm_s']:.2f}")
 if JSON_OUT:
