@@ -124,6 +124,7 @@ fn program_problems(config: &Config) -> Vec<String> {
 }
 
 fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
+    sys::close_inherited_on_exec()?;
     sys::return_large_frees();
     let signal_pipe = signals::catch()?;
     log::start(config.log_file.as_deref(), config.log_format, config.quiet)?;

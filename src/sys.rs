@@ -8,7 +8,8 @@
 //! adopting and reaping the orphans of programs (`prctl`, `waitpid`,
 //! `waitid`),
 //! `signal(2)` with a handler that only writes the signal's number to a pipe,
-//! `shutdown(2)` of a listening socket, and the allocator's `mallopt(3)`.
+//! `shutdown(2)` of a listening socket, the allocator's `mallopt(3)`, and
+//! close-on-exec for the descriptors the server inherited.
 //! Must never: hold state (but the signal pipe's descriptor, which the
 //! handler needs), allocate (but a program's argument arrays and the stack
 //! its child runs on before exec), or expose a raw pointer. Every function
@@ -271,6 +272,31 @@ pub fn raise_fd_limit() -> io::Result<u64> {
         return Ok(raised.cur);
     }
     Ok(lim.cur)
+}
+
+/// Marks every descriptor above stderr that this process inherited as
+/// close-on-exec, so that programs get 0, 1 and 2 and nothing else (std
+/// opens the server's own descriptors close-on-exec already). Call it
+/// first, before other threads start.
+pub fn close_inherited_on_exec() -> io::Result<()> {
+    const F_GETFD: c_int = 1;
+    const F_SETFD: c_int = 2;
+    const FD_CLOEXEC: c_int = 1;
+    let fds: Vec<c_int> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_GETFD and F_SETFD take and return plain integers; a
+        // descriptor closed meanwhile (the listing's own) fails with EBADF.
+        unsafe {
+            let flags = ffi::fcntl(fd, F_GETFD);
+            if flags >= 0 {
+                ffi::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Large buffers (request bodies, program output, answers) are mapped, and

@@ -520,3 +520,22 @@ fn a_program_does_not_outlive_a_killed_server() {
     // Its program gets SIGKILL with it (parent-death signal): its end closes.
     held.wait_gone();
 }
+
+/// A descriptor the server inherited never reaches a program: programs get
+/// 0, 1 and 2 and nothing else.
+#[test]
+fn inherited_descriptors_do_not_reach_programs() {
+    let dir = TempDir::new();
+    let fds = dir.script(
+        "fds.sh",
+        "#!/bin/sh\nif [ -e /proc/self/fd/7 ]; then echo leaked; else echo clean; fi\n",
+    );
+    let s = Server::with_inherited_fd(&["--route", &format!("GET /fds={fds}")]);
+    let server_fd = format!("/proc/{}/fd/7", s.pid());
+    assert!(
+        std::path::Path::new(&server_fd).exists(),
+        "the server itself holds the inherited descriptor"
+    );
+    let r = s.get("/fds");
+    assert_eq!((r.status, r.text().as_str()), (200, "clean\n"));
+}

@@ -112,10 +112,17 @@ pub fn environment(job: &Job) -> Vec<(OsString, OsString)> {
 }
 
 /// `User-Agent` → `HTTP_USER_AGENT`. None for fields that have variables of
-/// their own, for `Proxy` (httpoxy), and for names with characters other than
-/// letters, digits and `-` (an `_` would let `X_A` pose as `X-A`).
+/// their own, for `Proxy` (httpoxy), for credentials (RFC 3875 §4.1.18:
+/// `Authorization`, `Proxy-Authorization`), and for names with characters
+/// other than letters, digits and `-` (an `_` would let `X_A` pose as `X-A`).
 fn meta_name(field: &str) -> Option<String> {
-    let skip = ["content-length", "content-type", "proxy", "authorization"];
+    let skip = [
+        "content-length",
+        "content-type",
+        "proxy",
+        "authorization",
+        "proxy-authorization",
+    ];
     if skip.iter().any(|s| field.eq_ignore_ascii_case(s))
         || !field
             .bytes()
@@ -153,6 +160,7 @@ mod tests {
         assert_eq!(meta_name("x-a").as_deref(), Some("HTTP_X_A"));
         assert_eq!(meta_name("X_A"), None);
         assert_eq!(meta_name("Proxy"), None);
+        assert_eq!(meta_name("Proxy-Authorization"), None);
         assert_eq!(meta_name("Content-Type"), None);
         assert_eq!(strip_port("a.b:80"), "a.b");
         assert_eq!(strip_port("[::1]:80"), "::1");

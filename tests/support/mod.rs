@@ -122,6 +122,14 @@ impl Server {
         Server::launch(cmd, TempDir::new(), args)
     }
 
+    /// Starts the binary with descriptor 7 open (on /dev/null), as a
+    /// careless parent would leave it.
+    pub fn with_inherited_fd(args: &[&str]) -> Server {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exec 7</dev/null && exec \"$0\" \"$@\"", BIN]);
+        Server::launch(cmd, TempDir::new(), args)
+    }
+
     fn launch(mut cmd: Command, dir: TempDir, args: &[&str]) -> Server {
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
