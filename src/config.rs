@@ -12,7 +12,7 @@ use crate::immune::Policy;
 use crate::light::{self, Thresholds};
 use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
-use crate::template::{Arg, Missing};
+use crate::template::{Arg, Dashes, Missing};
 use crate::toml::{self, Table, Value};
 use crate::transport::Acceptor;
 use crate::worker::{Recycle, Speaks, Start, Worker};
@@ -196,7 +196,7 @@ memory_yellow, memory_red, load_yellow, load_red (the traffic light),
 max_handlers (for handlers = \"auto\", default 2), handshake_timeout (TLS,
 default 5), and
 [[route]] tables (method, path, command, timeout, env, max_output,
-content_type, cgi, stream, missing, max_arg, kill_grace,
+content_type, cgi, stream, missing, max_arg, allow_options, kill_grace,
 cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
 worker, max_requests, max_memory, ready, upstream, start, start_timeout,
 cancel_grace,
@@ -735,6 +735,7 @@ fn new_route(
         args: command(&argv, origin)?,
         command: argv,
         missing: Missing::Reject,
+        dashes: Dashes::Refuse,
         max_arg: 4 * KIB as usize,
         timeout: Duration::ZERO,
         kill_grace: Duration::from_secs(2),
@@ -824,6 +825,12 @@ fn route_from_table(
                 }
             }
             "max_arg" => route.max_arg = v.bytes(&o, 1, 16 * MIB)? as usize,
+            "allow_options" => {
+                route.dashes = match v.boolean(&o)? {
+                    true => Dashes::Allow,
+                    false => Dashes::Refuse,
+                }
+            }
             "kill_grace" => route.kill_grace = Duration::from_secs(v.count(&o, 0, 600)?),
             "cancel_on_disconnect" => route.cancel_on_disconnect = v.boolean(&o)?,
             "cgi" => route.cgi = v.boolean(&o)?,

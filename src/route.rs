@@ -10,7 +10,7 @@ use crate::breaker::Breaker;
 use crate::http::Method;
 use crate::metrics::RouteStats;
 use crate::program::{self, Sandbox};
-use crate::template::{Arg, Missing};
+use crate::template::{Arg, Dashes, Missing};
 use crate::worker::Worker;
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -90,6 +90,8 @@ pub struct Route {
     pub args: Vec<Arg>,
     /// What a missing `{query.…}`/`{header.…}` becomes.
     pub missing: Missing,
+    /// Whether a request's value may begin an argument with `-`.
+    pub dashes: Dashes,
     /// Longest filled argument, in bytes (400 beyond it).
     pub max_arg: usize,
     pub timeout: Duration,
@@ -285,6 +287,7 @@ mod tests {
             command: vec![pattern.into()],
             args: vec![],
             missing: Missing::Reject,
+            dashes: Dashes::Refuse,
             max_arg: 1,
             timeout: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),

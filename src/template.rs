@@ -36,12 +36,23 @@ pub enum Missing {
     Empty,
 }
 
+/// Whether a request's value may begin an argument with `-`, where the
+/// program would take it for an option (`?k=-o/tmp/x` to `sort {query.k}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dashes {
+    /// Refused with 400: a request's value never becomes an option.
+    Refuse,
+    /// Let through (`allow_options = true`), for a program that wants them.
+    Allow,
+}
+
 /// Why a request cannot fill its route's command: each is a 400.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FillError {
     Missing(String),
     TooLong(String),
     Nul(String),
+    Option(String),
 }
 
 impl fmt::Display for FillError {
@@ -50,6 +61,10 @@ impl fmt::Display for FillError {
             FillError::Missing(p) => write!(f, "{p} is missing from the request"),
             FillError::TooLong(p) => write!(f, "{p} makes an argument longer than max_arg"),
             FillError::Nul(p) => write!(f, "{p} holds a NUL byte"),
+            FillError::Option(p) => write!(
+                f,
+                "{p} begins an argument with `-`, which would make it an option"
+            ),
         }
     }
 }
@@ -122,6 +137,7 @@ pub fn fill(
     path_info: &str,
     missing: Missing,
     max_len: usize,
+    dashes: Dashes,
 ) -> Result<Vec<OsString>, FillError> {
     args.iter()
         .map(|arg| {
@@ -145,6 +161,10 @@ pub fn fill(
                 };
                 if value.contains(&0) {
                     return Err(FillError::Nul(name));
+                }
+                let begins = out.is_empty() && !matches!(piece, Piece::Text(_));
+                if begins && value.first() == Some(&b'-') && dashes == Dashes::Refuse {
+                    return Err(FillError::Option(name));
                 }
                 out.extend_from_slice(&value);
                 // The bound is for what requests fill in: an argument the
@@ -219,7 +239,7 @@ mod tests {
 
     fn run(args: &[&str], raw: &str, missing: Missing) -> Result<Vec<String>, FillError> {
         let args: Vec<Arg> = args.iter().map(|a| Arg::parse(a).unwrap()).collect();
-        fill(&args, &head(raw), "/p/q", missing, 64)
+        fill(&args, &head(raw), "/p/q", missing, 64, Dashes::Refuse)
             .map(|v| v.into_iter().map(|s| s.into_string().unwrap()).collect())
     }
 
@@ -275,6 +295,22 @@ mod tests {
             run(&["{query.q}"], nul, Missing::Reject),
             Err(FillError::Nul("{query.q}".into()))
         );
+        // A value that begins an argument never begins it with `-`; inside
+        // one (`--k={query.k}`, or after text) it may.
+        let dash = "GET /x?k=-o/tmp/x&e= HTTP/1.1\r\nHost: h\r\n\r\n";
+        for args in [&["{query.k}"][..], &["{query.e}{query.k}"]] {
+            assert_eq!(
+                run(args, dash, Missing::Reject),
+                Err(FillError::Option("{query.k}".into()))
+            );
+        }
+        assert_eq!(
+            run(&["--k={query.k}", "x{query.k}"], dash, Missing::Reject),
+            Ok(vec!["--k=-o/tmp/x".into(), "x-o/tmp/x".into()])
+        );
+        let args = [Arg::parse("{query.k}").unwrap()];
+        let filled = fill(&args, &head(dash), "/", Missing::Reject, 64, Dashes::Allow);
+        assert_eq!(filled, Ok(vec!["-o/tmp/x".into()]));
     }
 
     #[test]

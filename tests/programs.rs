@@ -539,3 +539,32 @@ fn inherited_descriptors_do_not_reach_programs() {
     let r = s.get("/fds");
     assert_eq!((r.status, r.text().as_str()), (200, "clean\n"));
 }
+
+/// A request's value that begins an argument and starts with `-` would be
+/// an option of the program (`sort -o FILE` writes FILE): refused with 400
+/// unless the route allows options; inside an argument it passes.
+#[test]
+fn a_request_value_never_becomes_an_option() {
+    let dir = TempDir::new();
+    let pwned = dir.path("pwned");
+    let config = r#"
+[[route]]
+path = "/sort"
+command = ["sort", "{query.k}"]
+[[route]]
+path = "/opt"
+command = ["printf", "[%s]", "--key={query.k}"]
+[[route]]
+path = "/allowed"
+command = ["printf", "[%s]", "{query.k}"]
+allow_options = true
+"#;
+    let s = Server::with_config(config, &[]);
+    let r = s.get(&format!("/sort?k=-o{}", pwned.display()));
+    assert_eq!(r.status, 400);
+    assert!(!pwned.exists(), "sort wrote the file a request named");
+    s.wait_log(|l| l.contains("refused: {query.k} begins an argument with `-`"));
+    assert_eq!(s.get("/opt?k=-x").text(), "[--key=-x]");
+    assert_eq!(s.get("/allowed?k=-x").text(), "[-x]");
+    assert_eq!(s.metric("fiddler_bans_active"), 0);
+}

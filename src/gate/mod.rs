@@ -641,11 +641,18 @@ impl Gate {
         // A worker was started with its command: a request fills nothing.
         let argv = match route.worker {
             Some(_) => Vec::new(),
-            None => template::fill(&route.args, head, path_info, route.missing, route.max_arg)
-                .map_err(|e| {
-                    log::event(format_args!("{id} {}: refused: {e}", route.pattern));
-                    Response::plain(400, &[], head_only)
-                })?,
+            None => template::fill(
+                &route.args,
+                head,
+                path_info,
+                route.missing,
+                route.max_arg,
+                route.dashes,
+            )
+            .map_err(|e| {
+                log::event(format_args!("{id} {}: refused: {e}", route.pattern));
+                Response::plain(400, &[], head_only)
+            })?,
         };
         let slot = Slot::take(&self.state).ok_or_else(|| Response::unavailable(1, head_only))?;
         Ok((argv, slot))
