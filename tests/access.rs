@@ -91,3 +91,24 @@ fn a_route_with_a_token_wants_it_as_a_bearer() {
     );
     assert_eq!(s.metric("fiddler_programs_started_total"), 1);
 }
+
+/// A client retrying with an expired token is not an attacker: 401s are
+/// no strikes, so a peer (behind a shared proxy, everyone) is never banned
+/// for them.
+#[test]
+fn wrong_tokens_never_ban_a_peer() {
+    let s = Server::with_config(
+        "trusted = []\nban_after = 3\n\
+         [[route]]\npath = \"/secret\"\ncommand = [\"echo\", \"in\"]\n\
+         token_env = \"FIDDLER_TEST_SECRET\"\n",
+        &[],
+    );
+    for _ in 0..10 {
+        let r = s.raw(b"GET /secret HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer expired\r\n\r\n");
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(s.metric("fiddler_bans_active"), 0);
+    let ok =
+        s.raw(b"GET /secret HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer must-not-leak\r\n\r\n");
+    assert_eq!(ok.text(), "in\n");
+}

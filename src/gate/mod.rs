@@ -571,7 +571,7 @@ impl Gate {
                 route,
                 script_name,
                 path_info,
-            } => match self.admit(route, &head, path_info, conn.peer.ip(), id) {
+            } => match self.admit(route, &head, path_info, id) {
                 Ok((argv, slot)) => {
                     let job = Job {
                         id,
@@ -616,7 +616,6 @@ impl Gate {
         route: &Route,
         head: &Head,
         path_info: &str,
-        peer: IpAddr,
         id: u64,
     ) -> Result<(Vec<OsString>, Slot), Response> {
         let head_only = head.method == Method::Head;
@@ -625,10 +624,12 @@ impl Gate {
             self.state.count_drop(Dropped::Draining);
             return Err(Response::unavailable(1, head_only));
         }
+        // A wrong token is no strike: a client retrying with an expired
+        // one is not an attacker, and behind a shared proxy a ban would
+        // lock everyone out. Guessing a token is hopeless anyway.
         if let Some(token) = &route.token
             && !token.admits(head.header("authorization"))
         {
-            self.mark(peer);
             return Err(Response::plain(
                 401,
                 &[("WWW-Authenticate", "Bearer")],
