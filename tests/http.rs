@@ -93,6 +93,37 @@ fn expect_100_continue() {
     assert_eq!(r.status, 417);
 }
 
+/// The answer the head alone decides (no route, wrong method, no token) is
+/// sent before the body is read, and without `100 Continue`: a client that
+/// waits for it never uploads a body nobody will read.
+#[test]
+fn a_head_that_decides_the_answer_gets_it_without_100_continue() {
+    let s = Server::with_config(
+        "[[route]]\nmethod = \"POST\"\npath = \"/echo\"\ncommand = [\"cat\"]\n\
+         [[route]]\nmethod = \"POST\"\npath = \"/secret\"\ncommand = [\"cat\"]\n\
+         token_env = \"FIDDLER_TEST_SECRET\"\n",
+        &[],
+    );
+    for (path, status) in [("/nope", 404), ("/secret", 401)] {
+        let r = s.raw(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        assert_eq!(r.status, status, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&r.raw).contains("100 Continue"),
+            "{path}: {}",
+            String::from_utf8_lossy(&r.raw)
+        );
+    }
+    let r = s
+        .raw(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\nExpect: 100-continue\r\n\r\n");
+    assert_eq!((r.status, r.header("Allow")), (405, Some("POST, OPTIONS")));
+    assert!(!String::from_utf8_lossy(&r.raw).contains("100 Continue"));
+}
+
 #[test]
 fn curl_round_trip() {
     let s = echo(&[]);

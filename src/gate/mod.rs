@@ -68,6 +68,15 @@ pub struct Redirect {
     pub redirects: u8,
 }
 
+/// The answer to a request that matched no route: 404, or 405 with `Allow`.
+fn unrouted(found: &Match, head_only: bool) -> Option<Response> {
+    match found {
+        Match::NotFound => Some(Response::plain(404, &[], head_only)),
+        Match::NotAllowed(allow) => Some(Response::plain(405, &[("Allow", allow)], head_only)),
+        Match::Run { .. } | Match::Index | Match::Options(_) => None,
+    }
+}
+
 /// Local redirects one request may go through (a loop ends in 502).
 const MAX_REDIRECTS: u8 = 4;
 
@@ -414,6 +423,20 @@ impl Gate {
             return false;
         };
         let mut step = r.on_readable(&mut self.scratch, &self.settings.limits);
+        if let Step::Admit(_) = step
+            && let Some(answer) = self
+                .readers
+                .get(i)
+                .and_then(Reader::head)
+                .and_then(|h| self.head_answer(h))
+            && let Some(r) = self.readers.remove(i)
+        {
+            self.answer_unread(r, answer);
+            return true;
+        }
+        let Some(r) = self.readers.get_mut(i) else {
+            return false;
+        };
         if let Step::Admit(announced) = step {
             // A body that cannot fit in what `body_memory` has left now is
             // refused before it is read. One that fits is read under a lease
@@ -483,6 +506,20 @@ impl Gate {
         let id = self.new_id();
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
             Entry::own(id, h.method.as_str(), &h.target)
+        });
+        self.send(r.conn, response, true, &entry);
+    }
+
+    /// Answers a request whose head decided its answer, without reading its
+    /// body (what the client sends is drained after the answer).
+    fn answer_unread(&mut self, r: Reader, (response, stats): (Response, Option<Arc<RouteStats>>)) {
+        if self.state.stopping() {
+            self.state.count_drop(Dropped::Draining);
+        }
+        let id = self.new_id();
+        let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| Entry {
+            stats,
+            ..Entry::own(id, h.method.as_str(), &h.target)
         });
         self.send(r.conn, response, true, &entry);
     }
@@ -598,15 +635,63 @@ impl Gate {
                 self.routes.index_text().into_bytes(),
                 head_only,
             ),
-            Match::NotFound => Response::plain(404, &[], head_only),
-            Match::NotAllowed(allow) => Response::plain(405, &[("Allow", &allow)], head_only),
             Match::Options(allow) => Response::new(200, &[("Allow", &allow)], Vec::new(), false),
+            not_routed @ (Match::NotFound | Match::NotAllowed(_)) => {
+                unrouted(&not_routed, head_only)
+                    .unwrap_or_else(|| Response::plain(404, &[], head_only))
+            }
         };
         let entry = Entry {
             stats,
             ..Entry::own(id, head.method.as_str(), &head.target)
         };
         self.send(conn, response, false, &entry);
+    }
+
+    /// The answer a request gets whatever its body holds, decided from its
+    /// head alone (before the body is read, so `100 Continue` is sent only
+    /// for a body that will be used): no route (404, 405), or a route that
+    /// would refuse it (`refusal`). With the route's counters, if any.
+    fn head_answer(&self, head: &Head) -> Option<(Response, Option<Arc<RouteStats>>)> {
+        let head_only = head.method == Method::Head;
+        match self.routes.find(head.method, &head.path) {
+            Match::Run { route, .. } => self
+                .refusal(route, head)
+                .or_else(|| {
+                    // Only a look: the breaker's own admission, which may
+                    // let one trial through, is the dispatch's.
+                    route
+                        .breaker
+                        .is_open()
+                        .then(|| Response::unavailable(1, head_only))
+                })
+                .map(|r| (r, Some(Arc::clone(&route.stats)))),
+            found => unrouted(&found, head_only).map(|r| (r, None)),
+        }
+    }
+
+    /// What a request for `route` gets instead of a place in the queue
+    /// because of the server's state or its own head: 503 while stopping,
+    /// 401 without the route's token.
+    fn refusal(&self, route: &Route, head: &Head) -> Option<Response> {
+        let head_only = head.method == Method::Head;
+        if self.state.stopping() {
+            // A load balancer should take this one elsewhere.
+            return Some(Response::unavailable(1, head_only));
+        }
+        // A wrong token is no strike: a client retrying with an expired
+        // one is not an attacker, and behind a shared proxy a ban would
+        // lock everyone out. Guessing a token is hopeless anyway.
+        if let Some(token) = &route.token
+            && !token.admits(head.header("authorization"))
+        {
+            return Some(Response::plain(
+                401,
+                &[("WWW-Authenticate", "Bearer")],
+                head_only,
+            ));
+        }
+        None
     }
 
     /// Whether a request for `route` may take a place in the queue: its
@@ -619,22 +704,11 @@ impl Gate {
         id: u64,
     ) -> Result<(Vec<OsString>, Slot), Response> {
         let head_only = head.method == Method::Head;
-        if self.state.stopping() {
-            // A load balancer should take this one elsewhere.
-            self.state.count_drop(Dropped::Draining);
-            return Err(Response::unavailable(1, head_only));
-        }
-        // A wrong token is no strike: a client retrying with an expired
-        // one is not an attacker, and behind a shared proxy a ban would
-        // lock everyone out. Guessing a token is hopeless anyway.
-        if let Some(token) = &route.token
-            && !token.admits(head.header("authorization"))
-        {
-            return Err(Response::plain(
-                401,
-                &[("WWW-Authenticate", "Bearer")],
-                head_only,
-            ));
+        if let Some(refused) = self.refusal(route, head) {
+            if self.state.stopping() {
+                self.state.count_drop(Dropped::Draining);
+            }
+            return Err(refused);
         }
         if let Admit::No(secs) = route.breaker.admit() {
             return Err(Response::unavailable(secs, head_only));
