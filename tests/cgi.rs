@@ -164,3 +164,23 @@ fn git_clone_through_git_http_backend() {
     );
     s.wait_log(|l| l.contains(" POST /git/repo.git/git-upload-pack 200 "));
 }
+
+/// An absolute-form target's authority names the server, whatever Host
+/// says (RFC 9112 §3.2.2); a Host that is no host is refused.
+#[test]
+fn server_name_comes_from_the_target_then_a_valid_host() {
+    let s = server(TempDir::new());
+    let r = s.raw(
+        b"GET http://target.example:81/cgi/x?mode=env HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().lines().any(|l| l == "SERVER_NAME=target.example"),
+        "{}",
+        r.text()
+    );
+    for host in ["a b", "evil.com/../x", "x@y"] {
+        let r = s.raw(format!("GET /cgi/x?mode=env HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(r.status, 400, "Host: {host}");
+    }
+}

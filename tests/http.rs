@@ -227,3 +227,17 @@ fn demo_with_no_arguments() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("POST /echo -> cat"), "{}", r.text());
 }
+
+/// Paths have one spelling: an encoded slash is refused (it would let
+/// `/files%2fx` pose as `/files/x`), and repeated slashes are merged.
+#[test]
+fn encoded_slashes_are_refused_and_repeated_slashes_merged() {
+    let s = Server::with_config(
+        "[[route]]\npath = \"/files/*\"\ncommand = [\"printf\", \"[%s]\", \"{path}\"]\n",
+        &[],
+    );
+    assert_eq!(s.get("/files%2fx").status, 400);
+    assert_eq!(s.get("/files/a%2Fb").status, 400);
+    let r = s.get("//files//etc///passwd");
+    assert_eq!((r.status, r.text().as_str()), (200, "[/etc/passwd]"));
+}

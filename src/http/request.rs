@@ -69,6 +69,9 @@ pub struct Head {
     pub path: String,
     /// Everything after the first '?', undecoded ("" if none).
     pub query: String,
+    /// An absolute-form target's authority (host and port), which stands
+    /// in for `Host` (RFC 9112 §3.2.2).
+    pub authority: Option<String>,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub headers: Vec<Header>,
@@ -213,6 +216,7 @@ struct RequestLine {
     target: String,
     path: String,
     query: String,
+    authority: Option<String>,
     minor_version: u8,
 }
 
@@ -229,12 +233,13 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine, RequestError> {
     }
     let minor_version = parse_version(version)?;
     let method = Method::from_token(method).ok_or(RequestError::NotImplemented)?;
-    let (path, query) = parse_target(method, target)?;
+    let (path, query, authority) = parse_target(method, target)?;
     Ok(RequestLine {
         method,
         target: ascii_string(target),
         path,
         query,
+        authority,
         minor_version,
     })
 }
@@ -257,8 +262,12 @@ fn parse_version(version: &[u8]) -> Result<u8, RequestError> {
     }
 }
 
-/// The decoded, normalized path and the raw query of a request-target (§3.2).
-fn parse_target(method: Method, target: &[u8]) -> Result<(String, String), RequestError> {
+/// The decoded, normalized path, the raw query and (absolute-form) the
+/// authority of a request-target (§3.2).
+fn parse_target(
+    method: Method,
+    target: &[u8],
+) -> Result<(String, String, Option<String>), RequestError> {
     // A fragment is never part of a request-target (§3.2).
     if target.is_empty()
         || target.contains(&b'#')
@@ -269,7 +278,7 @@ fn parse_target(method: Method, target: &[u8]) -> Result<(String, String), Reque
     if target == b"*" {
         // asterisk-form is only for a server-wide OPTIONS (§3.2.4).
         return match method {
-            Method::Options => Ok(("*".to_string(), String::new())),
+            Method::Options => Ok(("*".to_string(), String::new(), None)),
             _ => Err(RequestError::BadRequest),
         };
     }
@@ -280,17 +289,19 @@ fn parse_target(method: Method, target: &[u8]) -> Result<(String, String), Reque
         ),
         None => (target, &[][..]),
     };
-    let raw_path = if before_query.starts_with(b"/") {
-        before_query
+    let (authority, raw_path) = if before_query.starts_with(b"/") {
+        (None, before_query)
     } else {
-        absolute_form_path(before_query)?
+        let (authority, path) = absolute_form(before_query)?;
+        (Some(ascii_string(authority)), path)
     };
     let path = remove_dot_segments(&percent_decode(raw_path)?);
-    Ok((path, ascii_string(query)))
+    Ok((path, ascii_string(query), authority))
 }
 
-/// The path of an absolute-form `http://authority/path` target (§3.2.2), "/" if empty.
-fn absolute_form_path(uri: &[u8]) -> Result<&[u8], RequestError> {
+/// The authority and the path ("/" if empty) of an absolute-form
+/// `http://authority/path` target (§3.2.2).
+fn absolute_form(uri: &[u8]) -> Result<(&[u8], &[u8]), RequestError> {
     let after_scheme = ["http://", "https://"]
         .iter()
         .find_map(|scheme| {
@@ -303,10 +314,31 @@ fn absolute_form_path(uri: &[u8]) -> Result<&[u8], RequestError> {
         None => (after_scheme, &b"/"[..]),
     };
     // An http URI needs a host, and userinfo in it is an error (RFC 9110 §4.2.1, §4.2.4).
-    if authority.is_empty() || authority.contains(&b'@') {
+    if authority.is_empty() || !is_host(authority) {
         return Err(RequestError::BadRequest);
     }
-    Ok(path)
+    Ok((authority, path))
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): a name of
+/// unreserved, sub-delims and %-escapes, or an IP literal in brackets, then
+/// digits after a colon. No spaces, no `/`, no `@`: what `Host: a b` or
+/// `Host: evil.com/../x` are not.
+fn is_host(authority: &[u8]) -> bool {
+    let (host, port) = match authority.iter().rposition(|&b| b == b':') {
+        Some(i) if !authority.ends_with(b"]") => {
+            let (h, p) = authority.split_at(i);
+            (h, p.get(1..).unwrap_or_default())
+        }
+        _ => (authority, &b""[..]),
+    };
+    let name = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+    let literal = |b: &u8| b.is_ascii_hexdigit() || b":.".contains(b);
+    let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        Some(ip) => !ip.is_empty() && ip.iter().all(literal),
+        None => host.iter().all(name),
+    };
+    host_ok && port.iter().all(u8::is_ascii_digit)
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -315,7 +347,9 @@ fn hex_value(b: u8) -> Option<u8> {
         .and_then(|d| u8::try_from(d).ok())
 }
 
-/// Percent-decodes a path; refuses bad escapes, control bytes and non-UTF-8.
+/// Percent-decodes a path; refuses bad escapes, control bytes, non-UTF-8,
+/// and an encoded slash (`%2F`), which would let a path pose as a deeper one
+/// (`/files%2fx` as `/files/x`), as Apache does by default.
 fn percent_decode(raw: &[u8]) -> Result<String, RequestError> {
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.iter();
@@ -324,7 +358,7 @@ fn percent_decode(raw: &[u8]) -> Result<String, RequestError> {
             let hi = bytes.next().and_then(|&h| hex_value(h));
             let lo = bytes.next().and_then(|&l| hex_value(l));
             match (hi, lo) {
-                (Some(hi), Some(lo)) => (hi << 4) | lo,
+                (Some(hi), Some(lo)) if (hi << 4) | lo != b'/' => (hi << 4) | lo,
                 _ => return Err(RequestError::BadRequest),
             }
         } else {
@@ -338,21 +372,23 @@ fn percent_decode(raw: &[u8]) -> Result<String, RequestError> {
     String::from_utf8(out).map_err(|_| RequestError::BadRequest)
 }
 
-/// RFC 3986 §5.2.4 for a path starting with '/': the result never climbs above "/".
+/// RFC 3986 §5.2.4 for a path starting with '/': the result never climbs
+/// above "/". Repeated slashes are merged, as nginx does (`//etc//passwd`
+/// is `/etc/passwd`): an empty segment names nothing.
 fn remove_dot_segments(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
-    let mut ends_in_dots = false;
+    let mut ends_in_slash = false;
     for segment in path.strip_prefix('/').unwrap_or(path).split('/') {
-        ends_in_dots = matches!(segment, "." | "..");
+        ends_in_slash = matches!(segment, "." | ".." | "");
         match segment {
-            "." => {}
+            "." | "" => {}
             ".." => {
                 out.pop();
             }
             other => out.push(other),
         }
     }
-    if ends_in_dots {
+    if ends_in_slash && !out.is_empty() {
         out.push(""); // "/a/b/.." is "/a/", not "/a"
     }
     format!("/{}", out.join("/"))
@@ -395,9 +431,9 @@ fn finish_head(
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_slice())
     };
-    // Exactly one Host in HTTP/1.1, never more than one (§3.2).
+    // Exactly one Host in HTTP/1.1, never more than one, and a host (§3.2).
     let hosts = values("host").count();
-    if hosts > 1 || (hosts == 0 && request.minor_version == 1) {
+    if hosts > 1 || (hosts == 0 && request.minor_version == 1) || !values("host").all(is_host) {
         return Err(RequestError::BadRequest);
     }
     let framing = body_framing(
@@ -419,6 +455,7 @@ fn finish_head(
         target: request.target,
         path: request.path,
         query: request.query,
+        authority: request.authority,
         minor_version: request.minor_version,
         headers,
         framing,
@@ -684,8 +721,8 @@ mod tests {
         (b"GET /../../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/etc/passwd", "", 1, F::None, false),
         (b"GET /%2e%2E/%2e/x/y/.. HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/x/", "", 1, F::None, false),
         (b"GET /a/.. HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/", "", 1, F::None, false),
-        (b"GET /a//b/ HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/a//b/", "", 1, F::None, false),
-        (b"GET /a/%2F../b HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/a/b", "", 1, F::None, false),
+        (b"GET /a//b/ HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/a/b/", "", 1, F::None, false),
+        (b"GET //etc///passwd HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/etc/passwd", "", 1, F::None, false),
         (b"GET http://example.com:80/p/../q?z HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/q", "z", 1, F::None, false),
         (b"GET HTTPS://h HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/", "", 1, F::None, false),
         (b"GET http://h?x?y HTTP/1.1\r\nHost: a\r\n\r\n", M::Get, "/", "x?y", 1, F::None, false),
@@ -747,6 +784,14 @@ mod tests {
 
     #[rustfmt::skip]
     const INVALID: &[(&[u8], RequestError)] = &[
+        (b"GET /files%2fx HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", BadRequest),
+        (b"GET / HTTP/1.1\r\nHost: evil.com/../x\r\n\r\n", BadRequest),
+        (b"GET / HTTP/1.1\r\nHost: a:8o\r\n\r\n", BadRequest),
+        (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", BadRequest),
+        (b"GET http://a b/ HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+        (b"GET http://a\"/ HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
+        (b"GET /a/%2F../b HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
         (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
         (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", BadRequest),
         (b" GET / HTTP/1.1\r\nHost: a\r\n\r\n", BadRequest),
