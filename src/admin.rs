@@ -5,10 +5,12 @@
 //! Owns: the admin socket and the admin connections still sending their
 //! request, served by one `poll` loop: at most `MAX_WAITING` (a new one
 //! evicts the oldest), each with 2 s to send its request, so silent or
-//! trickling connections cannot hold a probe back. An answer is written
+//! trickling connections cannot hold a probe back. A peer outside
+//! `admin_allow` is closed at accept, unread. An answer is written
 //! with a 2 s deadline. Must never: take a lock or wait on the handler; it
 //! only reads the atomics in `State` and the routes it was last sent.
 
+use crate::cidr::Cidr;
 use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
 use crate::http::{RequestError, Status};
@@ -50,6 +52,7 @@ enum Arrived {
 /// routes that SIGHUP loaded. Idle, it sleeps in `poll` without a timeout.
 pub fn run(
     socket: &TcpListener,
+    allow: &[Cidr],
     state: &State,
     mut routes: Arc<Routes>,
     reloads: &Receiver<Arc<Routes>>,
@@ -101,8 +104,9 @@ pub fn run(
             }
         }
         waiting = kept;
-        while let Ok((stream, _)) = socket.accept() {
-            if stream.set_nonblocking(true).is_err() {
+        while let Ok((stream, peer)) = socket.accept() {
+            let allowed = allow.is_empty() || allow.iter().any(|c| c.contains(peer.ip()));
+            if !allowed || stream.set_nonblocking(true).is_err() {
                 continue;
             }
             if waiting.len() >= MAX_WAITING {

@@ -91,6 +91,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Peers that may connect (empty: all).
     pub allow: Vec<Cidr>,
+    /// Peers that may use the admin port (empty: all).
+    pub admin_allow: Vec<Cidr>,
     pub immune: Policy,
     /// When the traffic light turns yellow and red (none: no light).
     pub light: Thresholds,
@@ -191,7 +193,7 @@ reopens the log file and reloads the routes from the config file.
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
 Config file keys: the long option names with _ for -, plus write_timeout,
-body_memory, answer_memory, allow, trusted, ban_after, ban_window, ban_seconds,
+body_memory, answer_memory, allow, admin_allow, trusted, ban_after, ban_window, ban_seconds,
 memory_yellow, memory_red, load_yellow, load_red (the traffic light),
 max_handlers (for handlers = \"auto\", default 2), handshake_timeout (TLS,
 default 5), and
@@ -238,6 +240,7 @@ struct Builder {
     log_format: LogFormat,
     log_file: Option<PathBuf>,
     allow: Vec<Cidr>,
+    admin_allow: Vec<Cidr>,
     immune: Policy,
     light: Thresholds,
     handlers: Option<u64>,
@@ -270,6 +273,7 @@ impl Default for Builder {
             log_format: LogFormat::Text,
             log_file: None,
             allow: Vec::new(),
+            admin_allow: Vec::new(),
             immune: Policy {
                 ban_after: 10,
                 window: Duration::from_secs(60),
@@ -493,6 +497,7 @@ impl Builder {
             }
             "log_file" => self.log_file = Some(PathBuf::from(v.string(origin)?)),
             "allow" => self.allow = ranges(v, origin)?,
+            "admin_allow" => self.admin_allow = ranges(v, origin)?,
             "trusted" => self.immune.trusted = ranges(v, origin)?,
             "ban_after" => self.immune.ban_after = v.count(origin, 0, 1_000_000)? as u32,
             "ban_window" => self.immune.window = v.seconds(origin)?,
@@ -638,6 +643,7 @@ impl Builder {
             log_format: self.log_format,
             log_file: self.log_file,
             allow: self.allow,
+            admin_allow: self.admin_allow,
             immune: self.immune,
             light: self.light,
             handlers,

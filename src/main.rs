@@ -230,8 +230,9 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         let (reloads, reloaded) = sync_channel(1);
         admin_reloads = Some(reloads);
         let (admin_state, admin_routes) = (Arc::clone(&state), Arc::clone(&routes));
+        let admin_allow = config.admin_allow;
         spawn("admin", move || {
-            admin::run(&admin, &admin_state, admin_routes, &reloaded)
+            admin::run(&admin, &admin_allow, &admin_state, admin_routes, &reloaded)
         })?;
     }
 

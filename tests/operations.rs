@@ -298,3 +298,23 @@ fn slow_admin_clients_do_not_hold_a_probe_back() {
     trickle.join().unwrap();
     drop(silent);
 }
+
+/// The admin port answers only `admin_allow`: anyone else is closed at
+/// accept, unread, and the routes, counters and bans stay unseen.
+#[test]
+fn the_admin_port_answers_only_admin_allow() {
+    let open = Server::with_config("admin_allow = [\"127.0.0.0/8\"]\n", &[]);
+    assert_eq!(open.admin_get("/health").status, 200);
+    let closed = Server::with_config("admin_allow = [\"10.0.0.0/8\"]\n", &[]);
+    let mut c = std::net::TcpStream::connect(closed.admin.unwrap()).unwrap();
+    c.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    let _ = c.write_all(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (got, _) = support::read_all(&mut c);
+    assert!(
+        got.is_empty(),
+        "a peer outside admin_allow got {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // The server itself goes on.
+    assert_eq!(closed.get("/").status, 200);
+}
