@@ -176,13 +176,9 @@ impl Reader {
     fn feed(&mut self, bytes: &[u8], limits: &Limits) -> Result<Status<Request>, RequestError> {
         match &mut self.phase {
             Phase::Head => {
-                let first = self.buf.is_empty();
+                let before = self.buf.len();
                 self.buf.extend_from_slice(bytes);
-                // Parse again only on the first bytes (which may be no HTTP at
-                // all), when a line ended, or when a limit may be passed, so a
-                // client that trickles bytes cannot make parsing quadratic.
-                let big = self.buf.len() > limits.max_line.min(limits.max_head);
-                if !first && !bytes.contains(&b'\n') && !big {
+                if !worth_parsing(before, bytes, limits) {
                     return Ok(Status::Partial);
                 }
                 let Status::Complete((head, n)) = parse_head(&self.buf, limits)? else {
@@ -257,5 +253,38 @@ impl Reader {
                 Status::Partial
             }
         }
+    }
+}
+
+/// Whether a head that had `before` bytes and got `bytes` is worth parsing
+/// again: on its first bytes (which may be no HTTP at all), when a line
+/// ended, or when it just passed a limit (the request line's, the head's).
+/// Never for each byte of a line that trickles in: a client that sends its
+/// head a byte at a time costs the gate O(bytes), not O(bytes²).
+fn worth_parsing(before: usize, bytes: &[u8], limits: &Limits) -> bool {
+    let after = before + bytes.len();
+    let crossed = |limit: usize| before < limit && after >= limit;
+    before == 0
+        || bytes.contains(&b'\n')
+        || crossed(limits.max_line)
+        || crossed(limits.max_head + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A head trickled a byte at a time is parsed a bounded number of
+    /// times: at each line's end and at each limit, not at every byte.
+    #[test]
+    fn a_trickled_head_is_parsed_at_line_ends_and_limits_only() {
+        let limits = Limits::default();
+        let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(limits.max_line - 20));
+        let head = format!("{line}X-Long: {}\r\n", "b".repeat(limits.max_head - line.len()));
+        let parses = (0..head.len())
+            .filter(|&i| worth_parsing(i, &head.as_bytes()[i..=i], &limits))
+            .count();
+        // The first byte, two line ends, the two limits.
+        assert!(parses <= 5, "{parses} parses of a {}-byte head", head.len());
     }
 }
