@@ -19,6 +19,7 @@ mod labelled;
 mod admin;
 mod breaker;
 mod cgi;
+mod cgroup;
 mod cidr;
 mod config;
 mod gate;
@@ -138,6 +139,11 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let open_files = sys::raise_fd_limit()?;
     if let Err(e) = sys::become_subreaper() {
         log::event(format_args!("cannot adopt the orphans of programs: {e}"));
+    }
+    if let Err(e) = cgroup::init() {
+        log::event(format_args!(
+            "no cgroup for programs ({e}): a program that leaves its process group (setsid) may outlive its request"
+        ));
     }
     let bind = |addr| {
         TcpListener::bind(addr)
@@ -266,6 +272,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         &listener.inbox,
         config.drain_timeout,
     );
+    cgroup::end_all();
     log::flush(Duration::from_secs(2));
     Ok(())
 }

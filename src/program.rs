@@ -9,6 +9,7 @@
 //! group running when it returns.
 
 use crate::cgi;
+use crate::cgroup::Cgroup;
 use crate::http::response::Response;
 use crate::state::Epoch;
 use crate::stream::Stream;
@@ -499,6 +500,7 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, stdio: Stdio) -> Result<Group<
     };
     let (stdout_r, stdout_w) = output(stdio).map_err(io)?;
     let (stderr_r, stderr_w) = output(stdio).map_err(io)?;
+    let cgroup = Cgroup::new();
     let program = sys::Program {
         path: &path,
         argv: &argv,
@@ -508,6 +510,7 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, stdio: Stdio) -> Result<Group<
         uid: sandbox.uid,
         gid: sandbox.gid,
         limits: sandbox.limits,
+        cgroup: cgroup.as_ref().map(|c| c.procs.as_fd()),
     };
     // Registered before any other thread can reap orphans: held across the
     // spawn, the lock leaves no moment where the child is not known.
@@ -519,7 +522,8 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, stdio: Stdio) -> Result<Group<
     };
     // The child's ends are closed here: its exit then closes our reads.
     drop((stdin, stdout_w, stderr_w));
-    let group = Group::new(pid, running, feed, stdout_r, stderr_r);
+    let mut group = Group::new(pid, running, feed, stdout_r, stderr_r);
+    group.cgroup = cgroup;
     let pipes = [
         fd_of(&group.stdin),
         fd_of(&group.stdout),
@@ -608,6 +612,8 @@ pub struct Group<'a> {
     out: Vec<u8>,
     /// The last request was written whole to stdin (a cancel may follow it).
     fed_all: bool,
+    /// Its cgroup, if the server makes them: ended with the group.
+    cgroup: Option<Cgroup>,
 }
 
 impl<'a> Group<'a> {
@@ -628,6 +634,7 @@ impl<'a> Group<'a> {
             status: None,
             out: Vec::new(),
             fed_all: false,
+            cgroup: None,
         }
     }
 
@@ -931,6 +938,9 @@ impl Drop for Group<'_> {
         // daemonised grandchild): kill them all. ESRCH means none are left.
         let pgid = self.pid;
         let _ = sys::kill_group(pgid, SIGKILL);
+        // And whatever left the group (setsid, a double fork): its cgroup
+        // holds it still. Killed and gone before the orphans are reaped.
+        drop(self.cgroup.take());
         if self.status.is_none() {
             let _ = sys::wait(self.pid, true);
         }

@@ -108,6 +108,7 @@ impl Signals {
                 // not let `main` exit 0 first.
                 self.state.advance(Phase::Killed);
                 self.state.signal_programs(SIGKILL);
+                crate::cgroup::end_all();
                 log::event(format_args!(
                     "signal {sig} again: exiting at once, {} request(s) unfinished",
                     self.state.held()

@@ -401,6 +401,8 @@ pub struct Program<'a> {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub limits: ChildLimits,
+    /// A cgroup's `cgroup.procs`: the child moves itself there first.
+    pub cgroup: Option<BorrowedFd<'a>>,
 }
 
 /// What the child reads (all of it set before the clone) and the one thing
@@ -486,7 +488,7 @@ pub fn spawn(program: &Program) -> io::Result<u32> {
 
 /// The child, between clone and exec, in the order of std's `Command`
 /// (whose `pre_exec` hook set the death signal and limits last): default
-/// signal handlers back, stdio, ids, directory, group, the death signal
+/// signal handlers back, its cgroup, stdio, ids, directory, group, the death signal
 /// (after the ids: changing them clears it), limits, an empty signal mask,
 /// exec. On failure, the errno goes to the parent and the child exits 127.
 extern "C" fn child(arg: *mut c_void) -> c_int {
@@ -505,6 +507,11 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         // Still blocked: no handler of the server's can run from here on.
         for sig in FORWARDABLE.into_iter().chain([SIGPIPE]) {
             ffi::signal(sig, SIG_DFL);
+        }
+        // Into its cgroup before anything else, while it still has the
+        // server's ids: all it will ever start is in there too.
+        if let Some(procs) = program.cgroup {
+            check(ffi::write(procs.as_raw_fd(), b"0".as_ptr(), 1) as c_int);
         }
         for (target, fd) in (0..).zip(&program.stdio) {
             let fd = fd.as_raw_fd();

@@ -280,7 +280,10 @@ mod tests {
     fn a_trickled_head_is_parsed_at_line_ends_and_limits_only() {
         let limits = Limits::default();
         let line = format!("GET /{} HTTP/1.1\r\n", "a".repeat(limits.max_line - 20));
-        let head = format!("{line}X-Long: {}\r\n", "b".repeat(limits.max_head - line.len()));
+        let head = format!(
+            "{line}X-Long: {}\r\n",
+            "b".repeat(limits.max_head - line.len())
+        );
         let parses = (0..head.len())
             .filter(|&i| worth_parsing(i, &head.as_bytes()[i..=i], &limits))
             .count();
