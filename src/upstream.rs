@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 /// Most time to connect to a worker on loopback (it listens, or it does not).
 const CONNECT: Duration = Duration::from_secs(5);
 
-/// Request fields that are the connection's, not the request's (RFC 9110
-/// §7.6.1), and those the server sets itself.
-const NOT_FORWARDED: [&str; 13] = [
+/// Fields that are the connection's, not the message's (RFC 9110 §7.6.1),
+/// and the framing, which the server sets itself: never passed on, either way.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -35,26 +35,25 @@ const NOT_FORWARDED: [&str; 13] = [
     "transfer-encoding",
     "upgrade",
     "content-length",
-    "expect",
-    "proxy-authorization",
-    "http2-settings",
-    "x-forwarded-for",
-    "x-forwarded-proto",
 ];
 
-/// Answer fields the server does not pass on: the connection's, and those
-/// it writes itself.
-const NOT_RETURNED: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "date",
-];
+/// A request field passed on to the worker: not the connection's, and not
+/// one the server writes itself (or consumes, as a proxy's credentials).
+fn forwarded(name: &str) -> bool {
+    let own = [
+        "expect",
+        "proxy-authorization",
+        "http2-settings",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+    ];
+    !HOP_BY_HOP.contains(&name) && !own.contains(&name)
+}
+
+/// An answer field passed on to the client (the server writes its own `Date`).
+fn returned(name: &str) -> bool {
+    !HOP_BY_HOP.contains(&name) && name != "date"
+}
 
 /// One request for the worker.
 #[derive(Clone, Copy)]
@@ -212,7 +211,7 @@ fn request_head(f: &Forward, to: SocketAddr) -> Vec<u8> {
         if name == "x-forwarded-for" {
             let _ = write!(forwarded_for, "{value}, ");
         }
-        if NOT_FORWARDED.contains(&name.as_str()) || named.contains(&name) {
+        if !forwarded(&name) || named.contains(&name) {
             continue;
         }
         let _ = write!(out, "{}: {value}\r\n", field.name);
@@ -339,7 +338,7 @@ impl Answer {
             .iter()
             .filter(|h| {
                 let name = h.name.to_ascii_lowercase();
-                !NOT_RETURNED.contains(&name.as_str()) && !named.contains(&name)
+                returned(&name) && !named.contains(&name)
             })
             .filter_map(|h| Some((h.name.clone(), String::from_utf8(h.value.clone()).ok()?)))
             .collect();

@@ -14,7 +14,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::{Reply, Server, TempDir, read_reply, wait_for};
+use support::{Reply, Server, TempDir, read_reply, read_until, wait_for};
 
 const WORKER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/http_worker.py");
 
@@ -32,7 +32,9 @@ fn server(dir: TempDir, extra: &str) -> Server {
 /// An answer's body as text, de-chunked if it came in chunks.
 fn text(r: &Reply) -> String {
     match r.header("Transfer-Encoding") {
-        Some("chunked") => String::from_utf8_lossy(&dechunk(&r.body)).into_owned(),
+        Some("chunked") => {
+            String::from_utf8_lossy(&support::dechunk(&r.body).unwrap()).into_owned()
+        }
         _ => r.text(),
     }
 }
@@ -46,22 +48,6 @@ fn worker_pid(s: &Server) -> String {
 
 fn requests(dir: &TempDir) -> usize {
     std::fs::read_to_string(dir.path("requests")).map_or(0, |s| s.lines().count())
-}
-
-/// Reads from `s` until `text` has arrived; returns what came.
-fn read_until(s: &mut std::net::TcpStream, text: &str) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains(text) {
-        let n = s.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "closed before {text:?}: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[test]
@@ -80,10 +66,10 @@ fn requests_pass_through_with_forwarded_fields_and_large_bodies() {
     let r = s.post("/v1/echo", &body);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("Transfer-Encoding"), Some("chunked"));
-    assert_eq!(dechunk(&r.body), body);
+    assert_eq!(support::dechunk(&r.body).unwrap(), body);
     // A chunked answer comes through whole.
     let r = s.get("/v1/chunked");
-    assert_eq!(dechunk(&r.body), b"alpha beta gamma");
+    assert_eq!(support::dechunk(&r.body).unwrap(), b"alpha beta gamma");
     // HTTP/1.0 gets a whole answer with its length.
     let r = s.raw(b"GET /v1/chunked HTTP/1.0\r\n\r\n");
     assert_eq!(
@@ -125,7 +111,10 @@ fn the_worker_never_sees_two_requests_at_once() {
     for (i, mut c) in clients.into_iter().enumerate() {
         let r = read_reply(&mut c);
         assert_eq!(r.status, 200);
-        assert_eq!(dechunk(&r.body), format!("request {i}").as_bytes());
+        assert_eq!(
+            support::dechunk(&r.body).unwrap(),
+            format!("request {i}").as_bytes()
+        );
     }
     let seen = std::fs::read_to_string(&overlap).unwrap_or_default();
     assert!(
@@ -191,7 +180,10 @@ fn a_boot_worker_keeps_ready_at_503_until_it_answers_its_probe() {
     s.wait_metric("fiddler_queue_depth", |n| n == 1);
     std::fs::write(&ready, "").unwrap();
     let r = read_reply(&mut waiting);
-    assert_eq!((r.status, dechunk(&r.body)), (200, b"queued".to_vec()));
+    assert_eq!(
+        (r.status, support::dechunk(&r.body).unwrap()),
+        (200, b"queued".to_vec())
+    );
     assert_eq!(s.admin_get("/ready").status, 200);
 }
 
@@ -228,21 +220,5 @@ impl Drop for Upstream {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// The body of a chunked answer, de-chunked.
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16).unwrap();
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&body[..size]);
-        body = &body[size + 2..];
     }
 }

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::{Reply, Server, TempDir, read_reply, wait_for};
+use support::{Reply, Server, TempDir, dechunk, read_reply, read_until, wait_for};
 
 const WORKER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -40,37 +40,6 @@ fn server(grace: u64, extra: &str) -> (Server, PathBuf) {
 
 fn send(s: &Server, body: &str) -> TcpStream {
     s.send_post("/s", body)
-}
-
-/// Reads until `text` has come; returns all that came.
-fn read_until(c: &mut TcpStream, text: &str) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&got).contains(text) {
-        let n = c.read(&mut buf).unwrap();
-        assert!(
-            n > 0,
-            "closed before {text:?}: {}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
-}
-
-/// The body of a chunked answer, de-chunked; None if it has no last chunk.
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).ok()?, 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
-    }
 }
 
 fn text(r: &Reply) -> String {
