@@ -180,8 +180,10 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         boot_workers: !boot.is_empty(),
     };
     let (state, room) = State::new(bounds, auto);
+    // Room for a burst of connections while the gate reads (a full mailbox
+    // closes the newest), whatever the queue's size.
     let (inbox, mailbox) =
-        gate::mailbox(config.max_reading + config.queue + 16, Arc::clone(&state))?;
+        gate::mailbox(config.max_reading + config.queue + 512, Arc::clone(&state))?;
 
     // The handler: runs one program at a time (one per handler, if more are
     // configured); a standby waits beside each, and the watchdog watches
