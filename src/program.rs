@@ -839,28 +839,16 @@ impl<'a> Group<'a> {
         scratch: &mut [u8],
     ) -> bool {
         let until = Instant::now() + grace;
+        // Written whole even if the request ends first: a worker skips a
+        // cancel of a request that has ended, but half a line would be
+        // garbage before the next request.
         let mut line = format!("cancel {id}\n").into_bytes();
         // A request not yet written whole cannot be followed by a line.
         let Some(mut stdin) = self.stdin.take().filter(|_| self.fed_all) else {
             return false;
         };
+        let mut ended = false;
         loop {
-            match worker::item(&self.out, run.max_output) {
-                Item::Frame(range) if streamed => {
-                    self.out.drain(..range.end);
-                    continue;
-                }
-                Item::Frame(range) => {
-                    self.out.drain(..range.end);
-                    break;
-                }
-                Item::End(ended, n) if ended == id => {
-                    self.out.drain(..n);
-                    break;
-                }
-                Item::Partial => {}
-                Item::End(..) | Item::TooLong | Item::Bad(_) => return false,
-            }
             if !line.is_empty() {
                 match stdin.write(&line) {
                     Ok(n) => {
@@ -870,11 +858,29 @@ impl<'a> Group<'a> {
                     Err(_) => return false,
                 }
             }
+            while !ended {
+                match worker::item(&self.out, run.max_output) {
+                    Item::Frame(range) => {
+                        self.out.drain(..range.end);
+                        // A one-frame answer ends the request; a piece does not.
+                        ended = !streamed;
+                    }
+                    Item::End(done, n) if done == id => {
+                        self.out.drain(..n);
+                        ended = true;
+                    }
+                    Item::Partial => break,
+                    Item::End(..) | Item::TooLong | Item::Bad(_) => return false,
+                }
+            }
+            if ended && line.is_empty() {
+                break;
+            }
             let Some(left) = until.checked_duration_since(Instant::now()) else {
                 return false;
             };
             let mut fds = [
-                (fd_of(&self.stdout), POLLIN),
+                (fd_of(&self.stdout).filter(|_| !ended), POLLIN),
                 (fd_of(&self.stderr), POLLIN),
                 (
                     Some(stdin.as_raw_fd()).filter(|_| !line.is_empty()),
@@ -882,11 +888,12 @@ impl<'a> Group<'a> {
                 ),
             ]
             .map(|(fd, events)| PollFd::new(fd.unwrap_or(-1), events));
-            if sys::poll(&mut fds, Some(left)).is_err() || self.stdout.is_none() {
+            if sys::poll(&mut fds, Some(left)).is_err() || (!ended && self.stdout.is_none()) {
                 return false;
             }
             let out = &mut self.out;
-            if read_some(&mut self.stdout, scratch, |b| out.extend_from_slice(b)).is_err() {
+            if !ended && read_some(&mut self.stdout, scratch, |b| out.extend_from_slice(b)).is_err()
+            {
                 return false;
             }
             let _ = read_some(&mut self.stderr, scratch, |_| {});
