@@ -91,6 +91,19 @@ impl Transport {
         !matches!(self, Transport::Plain)
     }
 
+    /// True while plaintext that has come waits in the session to be read.
+    /// The socket says nothing of it (its bytes were taken already), so a
+    /// reader must read on instead of waiting for the socket.
+    pub fn buffered(&mut self) -> bool {
+        match self {
+            Transport::Plain => false,
+            #[cfg(feature = "https")]
+            Transport::Tls(s) => s
+                .process_new_packets()
+                .is_ok_and(|state| state.plaintext_bytes_to_read() > 0),
+        }
+    }
+
     /// True while a TLS handshake is still going on: no plaintext can pass.
     pub fn handshaking(&self) -> bool {
         match self {

@@ -108,7 +108,14 @@ impl Reader {
         if self.conn.transport.flush(&self.conn.stream).is_err() {
             return Step::Gone;
         }
-        for _ in 0..READS_PER_WAKE {
+        let mut reads = 0;
+        loop {
+            // Plaintext a TLS session holds already is read now: no wake-up
+            // would come for it.
+            if reads >= READS_PER_WAKE && !self.conn.transport.buffered() {
+                return Step::Waiting;
+            }
+            reads += 1;
             let read = self.conn.transport.read(&self.conn.stream, scratch);
             if !self.conn.transport.handshaking() {
                 self.deadline = self.read_deadline;
@@ -133,7 +140,6 @@ impl Reader {
                 });
             }
         }
-        Step::Waiting
     }
 
     /// The gate lets the body be read, covered by `lease`, which grows with
