@@ -15,7 +15,7 @@ use crate::gate::{Inbox, ToGate};
 use crate::listener::Door;
 use crate::log;
 use crate::route::Routes;
-use crate::state::{Phase, State};
+use crate::state::{Dropped, Phase, State};
 use crate::sys::{self, POLLIN, PollFd, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1};
 use std::ffi::OsString;
 use std::io::{self, ErrorKind, PipeReader, Read};
@@ -185,6 +185,12 @@ impl Signals {
 /// while for the last answers the caller exits.
 pub fn drain(state: &State, woken: &Receiver<()>, inbox: &Inbox, timeout: Duration) {
     drain_or_expire(state, woken, inbox, timeout);
+    let turned = state.dropped(Dropped::Draining);
+    if turned > 0 {
+        log::event(format_args!(
+            "{turned} request(s) were turned away while draining (503)"
+        ));
+    }
     // Killed by a second signal: the signals thread ends the process, with
     // its own exit code.
     while state.phase() == Phase::Killed {

@@ -184,3 +184,23 @@ fn server_name_comes_from_the_target_then_a_valid_host() {
         assert_eq!(r.status, 400, "Host: {host}");
     }
 }
+
+/// A CGI header value with a control byte never reaches the client: the
+/// answer is a 502, and the log says why.
+#[test]
+fn a_cgi_header_with_a_control_byte_is_a_502() {
+    let dir = TempDir::new();
+    let program = dir.script(
+        "bad.sh",
+        "#!/bin/sh\nprintf 'Status: 200\\nX-Bad: a\\001b\\n\\nbody'\n",
+    );
+    let s = Server::with_config_in(
+        dir,
+        &format!("[[route]]\npath = \"/bad\"\ncommand = [\"{program}\"]\ncgi = true\n"),
+        &[],
+    );
+    let r = s.get("/bad");
+    assert_eq!(r.status, 502);
+    assert!(!String::from_utf8_lossy(&r.raw).contains("X-Bad"));
+    s.wait_log(|l| l.contains("is not a valid header line"));
+}

@@ -112,6 +112,15 @@ fn past_the_drain_timeout_what_is_held_gets_503_and_the_program_stops() {
             .iter()
             .any(|l| l.contains("the drain timed out"))
     );
+    // The queued one never ran, and is counted (the last log line says so:
+    // /metrics is gone with the process).
+    assert!(
+        s.log_lines()
+            .iter()
+            .any(|l| l.contains("1 request(s) were turned away while draining")),
+        "{:?}",
+        s.log_lines()
+    );
 }
 
 #[test]
@@ -317,4 +326,46 @@ fn the_admin_port_answers_only_admin_allow() {
     );
     // The server itself goes on.
     assert_eq!(closed.get("/").status, 200);
+}
+
+/// The admin port, too, evicts its oldest waiting connection, never the
+/// newest: a probe halfway through its request keeps its place.
+#[test]
+fn the_admin_port_evicts_its_oldest_waiting_connection() {
+    let s = Server::start(&[]);
+    let admin = s.admin.unwrap();
+    // The admin port keeps 16 waiting; these are the oldest.
+    let silent: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(admin).unwrap())
+        .collect();
+    let mut probe = TcpStream::connect(admin).unwrap();
+    probe.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    probe.write_all(b"GET /ready HTTP/1.1\r\n").unwrap();
+    let newer: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(admin).unwrap()).collect();
+    probe.write_all(b"Host: t\r\n\r\n").unwrap();
+    let r = read_reply(&mut probe);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "ready\n"),
+        "the admin port evicted a newer connection than the oldest"
+    );
+    drop((silent, newer));
+}
+
+/// A request that completes while the server drains is turned away with 503
+/// and counted as `draining`.
+#[test]
+fn a_request_arriving_during_the_drain_is_refused_and_counted() {
+    let (s, _control, mut running, held) = busy(&[], "x");
+    let mut late = s.connect();
+    late.write_all(b"GET /ok HTTP/1.1\r\n").unwrap();
+    s.wait_metric("fiddler_connections{state=\"reading\"}", |n| n == 1);
+    s.signal("TERM");
+    s.wait_log(|l| l.contains("draining"));
+    late.write_all(b"Host: t\r\n\r\n").unwrap();
+    let r = read_reply(&mut late);
+    assert_eq!(r.status, 503);
+    assert_eq!(s.metric("fiddler_dropped_total{reason=\"draining\"}"), 1);
+    held.release();
+    assert_eq!(read_reply(&mut running).status, 200);
 }

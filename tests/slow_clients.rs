@@ -93,3 +93,57 @@ fn answers_nobody_reads_are_bounded_in_bytes() {
     let r = support::read_reply(&mut second);
     assert_eq!((r.status, r.body.len()), (200, 20_000_000));
 }
+
+/// The oldest still-reading connection makes way, never a newer one: a
+/// client halfway through its head when others arrive keeps its place.
+#[test]
+fn the_oldest_reader_is_evicted_not_the_newest() {
+    let _heavy = heavy();
+    let s = Server::start(&[
+        "--route",
+        "POST /echo=cat",
+        "--max-reading",
+        "5",
+        "--read-timeout",
+        "600",
+    ]);
+    let evicted = "fiddler_dropped_total{reason=\"evicted\"}";
+    let silent: Vec<TcpStream> = (0..5).map(|_| s.connect()).collect();
+    s.wait_metric("fiddler_connections{state=\"reading\"}", |n| n == 5);
+    let mut prompt = s.connect();
+    prompt
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    s.wait_metric(evicted, |n| n == 1);
+    let newer: Vec<TcpStream> = (0..3).map(|_| s.connect()).collect();
+    s.wait_metric(evicted, |n| n == 4);
+    prompt.write_all(b"Content-Length: 2\r\n\r\nhi").unwrap();
+    let r = support::read_reply(&mut prompt);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "hi"),
+        "the reader evicted was not the oldest"
+    );
+    drop((silent, newer));
+}
+
+/// An answer its client does not read is closed at `write_timeout`, and
+/// counted.
+#[test]
+fn an_unread_answer_is_closed_at_write_timeout() {
+    let _heavy = heavy();
+    let s = Server::with_config(
+        "write_timeout = 1\n[[route]]\npath = \"/big\"\n\
+         command = [\"head\", \"-c\", \"20000000\", \"/dev/zero\"]\nmax_output = \"20M\"\n",
+        &[],
+    );
+    let mut c = s.connect();
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.wait_metric("fiddler_dropped_total{reason=\"answer_abandoned\"}", |n| {
+        n == 1
+    });
+    assert_eq!(s.metric("fiddler_connections{state=\"writing\"}"), 0);
+    let (got, _) = support::read_all(&mut c);
+    assert!(got.len() < 20_000_000, "the answer was cut at the deadline");
+}
