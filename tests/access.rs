@@ -80,6 +80,10 @@ fn a_route_with_a_token_wants_it_as_a_bearer() {
         (401, Some("Bearer"))
     );
     assert_eq!(get("Authorization: Bearer must-not-lea\r\n").status, 401);
+    assert_eq!(
+        get("Authorization: Bearer must-not-leakjunk\r\n").status,
+        401
+    );
     assert_eq!(get("Authorization: Basic must-not-leak\r\n").status, 401);
     assert_eq!(
         get("Authorization: Bearer must-not-leak\r\n").text(),
@@ -87,7 +91,7 @@ fn a_route_with_a_token_wants_it_as_a_bearer() {
     );
     assert_eq!(
         s.metric("fiddler_requests_total{route=\"ANY /secret\",status=\"401\"}"),
-        3
+        4
     );
     assert_eq!(s.metric("fiddler_programs_started_total"), 1);
 }

@@ -241,3 +241,20 @@ fn encoded_slashes_are_refused_and_repeated_slashes_merged() {
     let r = s.get("//files//etc///passwd");
     assert_eq!((r.status, r.text().as_str()), (200, "[/etc/passwd]"));
 }
+
+/// A chunked body over `max_body` is refused with 413 once it passes the
+/// limit, and the program never runs.
+#[test]
+fn an_oversized_chunked_body_gets_413() {
+    let s = echo(&["--max-body", "1000"]);
+    let chunk = "x".repeat(600);
+    let r = s.raw(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+             258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(s.metric("fiddler_programs_started_total"), 0);
+}

@@ -147,6 +147,30 @@ fn a_client_that_leaves_closes_the_upstream_and_the_worker_stays() {
     );
 }
 
+/// Before the first byte of the answer too: a client that leaves while the
+/// worker is still silent (a long prompt) closes the upstream connection.
+#[test]
+fn a_client_that_leaves_before_any_answer_closes_the_upstream() {
+    let dir = TempDir::new();
+    let left = dir.path("left");
+    let requests_file = dir.path("requests");
+    let s = server(dir, "");
+    let pid = worker_pid(&s);
+    let mut c = s.connect();
+    c.write_all(b"GET /v1/quiet HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_for(Duration::from_millis(5), || {
+        let seen = std::fs::read_to_string(&requests_file).unwrap_or_default();
+        seen.contains("/v1/quiet").then_some(()).ok_or(seen)
+    });
+    drop(c);
+    let who = wait_for(Duration::from_millis(5), || {
+        std::fs::read_to_string(&left).map_err(|e| format!("{}: {e}", left.display()))
+    });
+    assert_eq!(who, pid);
+    assert_eq!(worker_pid(&s), pid);
+}
+
 #[test]
 fn a_worker_that_crashes_or_answers_garbage_gets_502_and_is_restarted() {
     let dir = TempDir::new();

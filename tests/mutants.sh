@@ -13,6 +13,9 @@ caught=0
 survived=0
 trap 'git checkout -q -- src' EXIT
 
+# The mutated text on one line, shortened.
+shown() { printf '%s' "$1" | tr -s ' \n' ' ' | cut -c1-70; }
+
 # mutant FILE EXACT-TEXT REPLACEMENT TEST-FILE… (the text must occur once)
 mutant() {
     local file=$1 from=$2 to=$3
@@ -25,7 +28,7 @@ if text.count(old) != 1:
     sys.exit(1)
 open(path, "w").write(text.replace(old, new))
 PY
-        echo "NOT APPLIED  $file: ${from:0:70}"
+        echo "NOT APPLIED  $file: $(shown "$from")"
         return
     fi
     local args=() features=()
@@ -34,10 +37,10 @@ PY
         [ "$t" = tls ] && features=(--features https)
     done
     if timeout 900 cargo test -q "${features[@]}" "${args[@]}" >/dev/null 2>&1; then
-        echo "SURVIVED     $file: ${from:0:70}"
+        echo "SURVIVED     $file: $(shown "$from")"
         survived=$((survived + 1))
     else
-        echo "caught       $file: ${from:0:70}"
+        echo "caught       $file: $(shown "$from")"
         caught=$((caught + 1))
     fi
     git checkout -q -- src

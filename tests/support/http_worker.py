@@ -8,6 +8,7 @@ GET  /v1/sse       two events; the second only once DIR/release exists
 GET  /v1/chunked   a chunked answer in three chunks
 GET  /v1/ticks     an event every 10 ms until the client leaves; then
                    DIR/left holds "<pid>"
+GET  /v1/quiet     nothing, until the client leaves; then DIR/left holds "<pid>"
 GET  /v1/crash     exits at once, answering nothing
 GET  /v1/garbage   a malformed answer
 Every request but /health is counted in DIR/requests. One that arrives
@@ -16,6 +17,8 @@ at once.
 """
 
 import os
+import select
+import socket
 import sys
 import threading
 import time
@@ -121,6 +124,18 @@ class Handler(BaseHTTPRequestHandler):
                 with open(path("left.tmp"), "w") as f:
                     f.write(str(os.getpid()))
                 os.rename(path("left.tmp"), path("left"))
+            self.close_connection = True
+            return
+        if self.path == "/v1/quiet":
+            # No byte until the connection closes (a long prompt, no token yet).
+            while True:
+                readable = select.select([self.connection], [], [], 0.01)[0]
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    break
+            self.done()
+            with open(path("left.tmp"), "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(path("left.tmp"), path("left"))
             self.close_connection = True
             return
         if self.path == "/v1/crash":
