@@ -154,7 +154,8 @@ fn a_client_that_leaves_before_any_answer_closes_the_upstream() {
     let dir = TempDir::new();
     let left = dir.path("left");
     let requests_file = dir.path("requests");
-    let s = server(dir, "");
+    // A deadline far off: only the client's leaving may close the upstream.
+    let s = server(dir, "timeout = 600\n");
     let pid = worker_pid(&s);
     let mut c = s.connect();
     c.write_all(b"GET /v1/quiet HTTP/1.1\r\nHost: t\r\n\r\n")
