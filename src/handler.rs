@@ -1,10 +1,13 @@
 //! The handler: the one thread that runs programs, one job at a time.
 //!
-//! Owns: the batch it was handed, and the running program. For each job:
-//! drop it if its client is gone, else run its program (a panic is caught
-//! and answered 500), and send the answer back to the gate.
-//! Must never: touch a socket beyond a one-byte peek, run two programs at
-//! once, or let a job's failure end the thread. If the thread dies anyway, a
+//! Owns: the batch it was handed, the running program, and its warm workers
+//! (started at boot, or at their route's first request). For each job:
+//! drop it if its client is gone, else run its program or send it to its
+//! worker (a panic is caught and answered 500), and send the answer back to
+//! the gate once the last one is there (`Receipts`).
+//! Must never: touch a client socket beyond a one-byte peek and a streamed
+//! answer's writes (what the socket takes now), run two programs at once,
+//! or let a job's failure end the thread. If the thread dies anyway, a
 //! standby (spawned in advance) takes over; see `watchdog`.
 
 use crate::cgi;

@@ -1,12 +1,15 @@
-//! Runs one external program to completion: body to stdin, stdout kept (up to
-//! a cap), a bounded tail of stderr kept, all three pipes served by one
-//! `poll` loop so a program that writes before it reads cannot deadlock. At
-//! its deadline, past its output cap, or when its client leaves, its whole
-//! process group gets SIGTERM, then SIGKILL after the grace period.
+//! Runs one external program (or serves one request with a warm worker's):
+//! body to stdin, stdout to one `Sink` (kept up to a cap, streamed to the
+//! client, or read as a worker's frames), a bounded tail of stderr kept, all
+//! three pipes served by one `poll` loop so a program that writes before it
+//! reads cannot deadlock. At its deadline, past its output cap, or when its
+//! client leaves, its whole process group gets SIGTERM, then SIGKILL after
+//! the grace period (or a worker is asked to stop the request: `cancel`);
+//! when its `Group` ends, its cgroup is killed too.
 //!
 //! Must never: use a shell, wait past the deadline (plus the grace), keep
-//! more than `max_output` + `STDERR_TAIL` bytes, or leave a process of the
-//! group running when it returns.
+//! more than `max_output` + `STDERR_TAIL` bytes, or leave a process it
+//! started running when its `Group` is dropped.
 
 use crate::cgi;
 use crate::cgroup::Cgroup;

@@ -1,5 +1,6 @@
-//! Streams a program's stdout to its client as it comes, in the chunked
-//! transfer coding (routes with `stream = true`), without ever waiting on the
+//! Streams an answer to its client as it comes, in the chunked transfer
+//! coding (a program's stdout on a route with `stream = true`, a streaming
+//! worker's pieces, an HTTP worker's body), without ever waiting on the
 //! client: each write takes what the socket takes now, the rest waits in a
 //! buffer, and a client that lets that buffer pass `cap` is dropped.
 //!

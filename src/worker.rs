@@ -1,25 +1,34 @@
-//! Warm workers (`worker = true`): a route's program, started on the
-//! route's first request and kept running, answers one request at a time
-//! over its stdin and stdout, in frames:
+//! Warm workers: a route's program, started on the route's first request
+//! (or with its handler: `start = "boot"`) and kept running, answers one
+//! request at a time. A framed worker (`worker = true`) talks over its stdin
+//! and stdout:
 //!
 //! ```text
 //! a request, to the worker:   LEN "\n" ENV   LEN "\n" BODY
 //! an answer, from the worker: LEN "\n" ANSWER
+//! streamed (`stream = true`): LEN "\n" HEAD   (LEN "\n" PIECE)…   "end " ID "\n"
+//! a cancel, to the worker:    "cancel " ID "\n"
 //! ```
 //!
 //! LEN is a byte count in decimal. ENV is the request's CGI meta-variables
-//! as `NAME=VALUE` pairs, each ended by a NUL byte. ANSWER is what a CGI
-//! program writes: a header block (`Status:`, `Content-Type:`, other
-//! fields, or none at all), an empty line, the body. Bytes pass untouched.
+//! as `NAME=VALUE` pairs, each ended by a NUL byte (with
+//! `FIDDLER_REQUEST_ID` on routes that stream or cancel). ANSWER (and HEAD
+//! then the pieces) is what a CGI program writes: a header block
+//! (`Status:`, `Content-Type:`, other fields, or none at all), an empty
+//! line, the body. Bytes pass untouched. An HTTP worker (`worker = "http"`)
+//! serves HTTP on a loopback port (`upstream.rs` talks to it), or is a
+//! server someone else runs (`upstream`), ready once its probe answers 200.
 //!
-//! Owns: one handler's workers (one per worker route), their restarts (at
-//! the next request; but a worker that failed before it ever answered is
-//! not started again before a pause that doubles from 0.5 s to 30 s), their
-//! recycling (`max_requests`, `max_memory`), and the frames.
+//! Owns: one handler's workers (one per worker route), their starts and
+//! restarts (at the next request, or at once for a boot worker; but a
+//! worker that failed before it ever answered is not started again before a
+//! pause that doubles from 0.5 s to 30 s), their recycling (`max_requests`,
+//! `max_memory`), and the frames.
 //! Must never: give a worker two requests at once (a handler is one thread),
-//! keep a worker that failed a request, restart one in a tight loop, or let
-//! one outlive its handler (its group is killed when dropped, and dies with
-//! the thread that started it: PDEATHSIG).
+//! keep a worker that failed a request (but one that ended a cancelled
+//! request in time, or whose client left an HTTP request), restart one in a
+//! tight loop, or let one outlive its handler (its group is killed when
+//! dropped, and dies with the thread that started it: PDEATHSIG).
 
 use crate::program::{self, Failure, Group, Output, Run, Running, SCRATCH, Sink, Stdio};
 use crate::route::Route;

@@ -6,7 +6,9 @@
 //! new one evicts the oldest), answers still being written, the 503s of
 //! `--on-full 503` (at most `max_reading`), and the queue's gate side.
 //! Turns complete requests into jobs (or into the server's own answers:
-//! 404, 405, 503 when full, …) and hands them to the handler.
+//! 404, 405, 503 when full, …; for a head that announces a body, before the
+//! body is read, and only then under a lease of `body_memory`) and hands
+//! them to the handler.
 //! Must never: block on a socket, run a program, or hold more than its bounds.
 
 mod reader;
