@@ -152,10 +152,12 @@ impl Handler {
     /// Starts the boot workers that are not up, and says in `/ready`
     /// whether all of them are.
     fn warm(&self, workers: &mut Workers) {
-        let boot: Vec<Arc<Route>> = self.boot.iter().filter_map(Weak::upgrade).collect();
-        if boot.is_empty() {
+        // Called after every job: nothing to do, and no allocation, for a
+        // server without boot workers.
+        if self.boot.is_empty() {
             return;
         }
+        let boot: Vec<Arc<Route>> = self.boot.iter().filter_map(Weak::upgrade).collect();
         if !workers.all_warm(&boot) {
             self.view.set_warm(false);
             workers.warm(&boot);

@@ -403,9 +403,8 @@ impl<'c> Sink<'_, 'c> {
                 match worker::item(out, max) {
                     Item::Partial => return Ok(Taken::More),
                     Item::Frame(range) => {
-                        let frame = out.get(range.clone()).unwrap_or_default().to_vec();
+                        f.frame(out.get(range.clone()).unwrap_or_default(), sent, max)?;
                         out.drain(..range.end);
-                        f.frame(&frame, sent, max)?;
                     }
                     Item::End(id, n) if id == f.id && f.head_seen => {
                         out.drain(..n);

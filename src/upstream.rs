@@ -361,19 +361,21 @@ impl Answer {
         let Phase::Body(framing) = self.phase else {
             return Ok(false);
         };
-        let (data, whole): (Vec<u8>, bool) = match framing {
-            Body::Empty => (Vec::new(), true),
-            Body::UntilClose => (bytes.to_vec(), false),
+        match framing {
+            Body::Empty => Ok(true),
+            Body::UntilClose => self.emit(bytes, stream).map(|()| false),
             Body::Length(n) => {
                 let want = usize::try_from(n).unwrap_or(usize::MAX);
                 let take = want.saturating_sub(self.length).min(bytes.len());
-                let data = bytes.get(..take).unwrap_or_default().to_vec();
-                (data, self.length + take >= want)
+                let whole = self.length + take >= want;
+                self.emit(bytes.get(..take).unwrap_or_default(), stream)
+                    .map(|()| whole)
             }
             Body::Chunked => {
-                self.decoded.clear();
-                let fed = self.chunks.feed(bytes, &mut self.decoded);
-                let whole = match fed {
+                // The buffer is kept for the next read: taken, used, put back.
+                let mut decoded = std::mem::take(&mut self.decoded);
+                decoded.clear();
+                let whole = match self.chunks.feed(bytes, &mut decoded) {
                     Ok(Status::Complete(_)) => true,
                     Ok(Status::Partial) => false,
                     Err(crate::http::RequestError::BodyTooLarge) => {
@@ -381,20 +383,28 @@ impl Answer {
                     }
                     Err(_) => return Err(Failure::Upstream("a malformed chunk".into())),
                 };
-                (std::mem::take(&mut self.decoded), whole)
+                let emitted = self.emit(&decoded, stream);
+                self.decoded = decoded;
+                emitted.map(|()| whole)
             }
-        };
+        }
+    }
+
+    /// Body bytes to the client (or kept), within `max_output`.
+    fn emit(&mut self, data: &[u8], stream: Option<&mut Stream>) -> Result<(), Failure> {
         self.length += data.len();
         if self.length > self.max_output {
             return Err(Failure::OutputCap(Tail::default()));
         }
         match stream {
             Some(s) => s
-                .push(&data)
-                .map_err(|_| Failure::ClientGone(Tail::default()))?,
-            None => self.body.extend_from_slice(&data),
+                .push(data)
+                .map_err(|_| Failure::ClientGone(Tail::default())),
+            None => {
+                self.body.extend_from_slice(data);
+                Ok(())
+            }
         }
-        Ok(whole)
     }
 
     /// The worker closed the connection: the end of an answer that runs

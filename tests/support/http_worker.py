@@ -33,6 +33,14 @@ def path(name):
     return os.path.join(DIR, name)
 
 
+def record_left():
+    """DIR/left holds this pid: the client's connection closed (written
+    whole at once, so a reader never sees it half written)."""
+    with open(path("left.tmp"), "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path("left.tmp"), path("left"))
+
+
 def wait_for(name):
     while not os.path.exists(path(name)):
         time.sleep(0.01)
@@ -121,9 +129,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(0.01)
             except OSError:
                 self.done()
-                with open(path("left.tmp"), "w") as f:
-                    f.write(str(os.getpid()))
-                os.rename(path("left.tmp"), path("left"))
+                record_left()
             self.close_connection = True
             return
         if self.path == "/v1/quiet":
@@ -133,9 +139,7 @@ class Handler(BaseHTTPRequestHandler):
                 if readable and not self.connection.recv(1, socket.MSG_PEEK):
                     break
             self.done()
-            with open(path("left.tmp"), "w") as f:
-                f.write(str(os.getpid()))
-            os.rename(path("left.tmp"), path("left"))
+            record_left()
             self.close_connection = True
             return
         if self.path == "/v1/crash":
