@@ -54,10 +54,7 @@ fn has_cgroups(s: &Server) -> bool {
         .log_lines()
         .iter()
         .any(|l| l.contains("no cgroup for programs"));
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let root = is_root();
     let v2 = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .contains(" - cgroup2 ");
@@ -67,6 +64,13 @@ fn has_cgroups(s: &Server) -> bool {
         s.log_lines()
     );
     has
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
 }
 
 /// A program that starts `sleep SECONDS` in a session of its own and
@@ -156,4 +160,32 @@ fn a_grandchild_does_not_outlive_a_killed_server() {
     let next = Server::start(&[]);
     assert!(has_cgroups(&next));
     wait_gone("1020");
+}
+
+/// Where there is no cgroup, the process group alone bounds a program: a
+/// hung program's background child (still in its group) dies with it.
+#[test]
+fn without_a_cgroup_the_process_group_dies_with_a_hung_program() {
+    if !is_root() {
+        return;
+    }
+    let dir = TempDir::new();
+    let config = dir.path("fiddler.toml");
+    let mark = dir.path("child.pid");
+    std::fs::write(
+        &config,
+        format!(
+            "[[route]]\npath = \"/hang\"\ntimeout = 1\ncommand = [\"sh\", \"-c\", \
+             \"sleep 1021 & echo $! > {}; exec sleep 1022\"]\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    let s = Server::without_cgroups(dir, &["-c", config.to_str().unwrap()]);
+    s.wait_log(|l| l.contains("no cgroup for programs"));
+    assert_eq!(s.get("/hang").status, 504);
+    let child = std::fs::read_to_string(&mark).unwrap();
+    assert!(!child.trim().is_empty(), "the background child never started");
+    wait_gone("1021");
+    wait_gone("1022");
 }

@@ -36,11 +36,12 @@ PY
         args+=(--test "$t")
         [ "$t" = tls ] && features=(--features https)
     done
+    local began=$SECONDS
     if timeout 900 cargo test -q "${features[@]}" "${args[@]}" >/dev/null 2>&1; then
-        echo "SURVIVED     $file: $(shown "$from")"
+        echo "SURVIVED     $file: $(shown "$from") ($((SECONDS - began)) s)"
         survived=$((survived + 1))
     else
-        echo "caught       $file: $(shown "$from")"
+        echo "caught       $file: $(shown "$from") ($((SECONDS - began)) s)"
         caught=$((caught + 1))
     fi
     git checkout -q -- src
@@ -61,5 +62,8 @@ mutant src/gate/writer.rs '        self.response.head.capacity() + self.response
 mutant src/template.rs "        if begins && value.first() == Some(&b'-') && dashes == Dashes::Refuse {" '        if false {' programs
 mutant src/cgroup.rs '    let _ = fs::write(dir.join("cgroup.kill"), "1");' '    let _ = dir;' escapes
 mutant src/upstream.rs '        if client_events & !POLLOUT != 0 {' '        if false {' http_workers
+mutant src/main.rs '        capacity: config.queue,' '        capacity: config.queue + 1,' queue
+mutant src/sys.rs 'ffi::kill(-pgid, signal)' 'ffi::kill(pgid, signal)' escapes
+mutant src/handler.rs '        let outcome = if self.state.phase() >= Phase::Expired {' '        let outcome = if false {' operations
 
 echo "mutants.sh: $caught caught, $survived survived"

@@ -13,7 +13,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use support::{Control, Server, TempDir, busy, heavy, overlapped, read_all, read_reply, starts};
+use std::time::Duration;
+use support::{
+    Control, Server, TempDir, busy, heavy, overlapped, read_all, read_reply, starts, wait_for,
+};
 
 fn send(s: &Server, body: &str) -> TcpStream {
     s.send_post("/held", body)
@@ -32,6 +35,20 @@ fn a_burst_of_three_times_the_queue() {
     s.wait_metric("fiddler_queue_depth", |d| d == Q as u64);
     // The other 2×Q: closed at accept, nothing read, nothing answered.
     let mut excess: Vec<_> = (0..2 * Q).map(|i| send(&s, &format!("x{i}"))).collect();
+    // Each is either held or dropped: once all are, the bound shows at once
+    // (a bound one too wide would hold one, and fail here, not in a read).
+    let dropped = "fiddler_dropped_total{reason=\"queue_full\"}";
+    wait_for(Duration::from_millis(5), || {
+        let seen = (s.metric("fiddler_queue_depth"), s.metric(dropped));
+        (seen.0 + seen.1 == 3 * Q as u64)
+            .then_some(())
+            .ok_or(format!("(held, dropped) stayed at {seen:?}"))
+    });
+    assert_eq!(
+        s.metric("fiddler_queue_depth"),
+        Q as u64,
+        "the queue of {Q} held another"
+    );
     for c in &mut excess {
         let (bytes, _) = read_all(c);
         assert!(
@@ -131,6 +148,19 @@ fn a_request_completed_into_a_full_queue_gets_503() {
     let mut second = send(&s, "b");
     s.wait_metric("fiddler_queue_depth", |d| d == 2);
     slow.write_all(b"Content-Length: 1\r\n\r\nc").unwrap();
+    // Refused, not held: the queue of 2 must not take a third.
+    wait_for(Duration::from_millis(5), || {
+        let seen = (
+            s.metric("fiddler_queue_depth"),
+            s.sample("fiddler_requests_total{route=\"POST /held\",status=\"503\"}"),
+        );
+        match seen {
+            (3, _) => Ok(Err("the queue of 2 held a third request")),
+            (_, Some(1)) => Ok(Ok(())),
+            _ => Err(format!("(held, refused) stayed at {seen:?}")),
+        }
+    })
+    .unwrap();
     let r = read_reply(&mut slow);
     assert_eq!((r.status, r.header("Retry-After")), (503, Some("1")));
     held.release();

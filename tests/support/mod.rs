@@ -122,6 +122,21 @@ impl Server {
         Server::launch(cmd, TempDir::new(), args)
     }
 
+    /// Starts the binary, with `args`, where it finds no cgroup to make
+    /// (an empty tmpfs over /sys/fs/cgroup, in a mount namespace of its
+    /// own: needs root), as an unprivileged user or a container would.
+    pub fn without_cgroups(dir: TempDir, args: &[&str]) -> Server {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /sys/fs/cgroup && exec \"$0\" \"$@\"",
+            BIN,
+        ]);
+        Server::launch(cmd, dir, args)
+    }
+
     /// Starts the binary with descriptor 7 open (on /dev/null), as a
     /// careless parent would leave it.
     pub fn with_inherited_fd(args: &[&str]) -> Server {
