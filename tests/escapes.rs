@@ -18,7 +18,7 @@ mod support;
 
 use std::io::Write;
 use std::time::Duration;
-use support::{Control, Server, TempDir, wait_for};
+use support::{Control, Server, TempDir, wait_for, wait_within};
 
 /// The pids of processes whose command line is `sleep SECONDS`.
 fn sleeping(seconds: &str) -> Vec<u32> {
@@ -183,9 +183,27 @@ fn without_a_cgroup_the_process_group_dies_with_a_hung_program() {
     .unwrap();
     let s = Server::without_cgroups(dir, &["-c", config.to_str().unwrap()]);
     s.wait_log(|l| l.contains("no cgroup for programs"));
-    assert_eq!(s.get("/hang").status, 504);
+    let mut c = s.connect();
+    c.write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    wait_running("1022");
     let child = std::fs::read_to_string(&mark).unwrap();
-    assert!(!child.trim().is_empty(), "the background child never started");
-    wait_gone("1021");
+    assert!(
+        !child.trim().is_empty(),
+        "the background child never started"
+    );
+    // At its deadline the program (sleep 1022) is signalled with its whole
+    // group: once it is gone, the child must follow within moments.
     wait_gone("1022");
+    wait_within(
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || match sleeping("1021")[..] {
+            [] => Ok(()),
+            ref left => Err(format!(
+                "the hung program's process group left its child: {left:?}"
+            )),
+        },
+    );
+    assert_eq!(support::read_reply(&mut c).status, 504);
 }

@@ -22,6 +22,30 @@ fn send(s: &Server, body: &str) -> TcpStream {
     s.send_post("/held", body)
 }
 
+const QUEUE_FULL: &str = "fiddler_dropped_total{reason=\"queue_full\"}";
+
+/// Waits until the listener has turned away the connection just made past
+/// a full queue of `queue` (`QUEUE_FULL` past `before`). One taken in to be
+/// read or held instead fails here at once, naming the bound it crossed,
+/// rather than in a read that waits for an answer never written.
+fn wait_turned_away(s: &Server, queue: u64, before: u64) {
+    wait_for(Duration::from_millis(5), || {
+        let seen = (
+            s.metric(QUEUE_FULL),
+            s.metric("fiddler_connections{state=\"reading\"}"),
+            s.metric("fiddler_queue_depth"),
+        );
+        match seen {
+            (dropped, _, _) if dropped > before => Ok(Ok(())),
+            (_, reading, held) if reading > 0 || held > queue => Ok(Err(format!(
+                "a full queue of {queue} took another in: (dropped, reading, held) = {seen:?}"
+            ))),
+            _ => Err(format!("(dropped, reading, held) stayed at {seen:?}")),
+        }
+    })
+    .unwrap();
+}
+
 #[test]
 fn a_burst_of_three_times_the_queue() {
     let _heavy = heavy();
@@ -37,9 +61,8 @@ fn a_burst_of_three_times_the_queue() {
     let mut excess: Vec<_> = (0..2 * Q).map(|i| send(&s, &format!("x{i}"))).collect();
     // Each is either held or dropped: once all are, the bound shows at once
     // (a bound one too wide would hold one, and fail here, not in a read).
-    let dropped = "fiddler_dropped_total{reason=\"queue_full\"}";
     wait_for(Duration::from_millis(5), || {
-        let seen = (s.metric("fiddler_queue_depth"), s.metric(dropped));
+        let seen = (s.metric("fiddler_queue_depth"), s.metric(QUEUE_FULL));
         (seen.0 + seen.1 == 3 * Q as u64)
             .then_some(())
             .ok_or(format!("(held, dropped) stayed at {seen:?}"))
@@ -57,10 +80,7 @@ fn a_burst_of_three_times_the_queue() {
             String::from_utf8_lossy(&bytes)
         );
     }
-    assert_eq!(
-        s.metric("fiddler_dropped_total{reason=\"queue_full\"}"),
-        2 * Q as u64
-    );
+    assert_eq!(s.metric(QUEUE_FULL), 2 * Q as u64);
     // Released one by one, every held request is answered, in order.
     first.release();
     for _ in 1..Q {
@@ -95,6 +115,7 @@ fn clients_that_leave_while_queued_are_never_run() {
 fn on_full_503_answers_503_with_retry_after() {
     let (s, _control, mut first, held) = busy(&["--queue", "1", "--on-full", "503"], "a");
     let mut c = s.connect();
+    wait_turned_away(&s, 1, 0);
     let r = read_reply(&mut c);
     assert_eq!(r.status, 503);
     assert_eq!(r.header("Retry-After"), Some("1"));
@@ -107,6 +128,7 @@ fn on_full_503_answers_503_with_retry_after() {
 fn on_full_503_reads_the_request_it_refused_so_the_503_is_not_reset_away() {
     let (s, _control, mut first, held) = busy(&["--queue", "1", "--on-full", "503"], "a");
     let mut c = s.connect();
+    wait_turned_away(&s, 1, 0);
     // The 503 is written at accept, before the client has sent anything...
     let mut status = [0u8; 12];
     c.read_exact(&mut status).unwrap();
@@ -219,6 +241,7 @@ fn two_handlers_run_two_programs_at_once_and_the_queue_bounds_the_total() {
     // Both handlers hold their programs: the third cannot have started.
     assert_eq!(starts(&s.dir), 2);
     let mut excess = send(&s, "d");
+    wait_turned_away(&s, 3, 0);
     assert!(read_all(&mut excess).0.is_empty());
     held_b.release();
     assert_eq!(read_reply(&mut b).text(), "b");

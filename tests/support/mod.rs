@@ -423,12 +423,23 @@ pub fn read_all(s: &mut TcpStream) -> (Vec<u8>, Option<ErrorKind>) {
 /// for (`Ok`): for what offers nothing to wait on (a file, a process, a
 /// state only /metrics or /ready shows). Past `DEADLINE` it fails with what
 /// the last look saw (`Err`).
-pub fn wait_for<T>(every: Duration, mut look: impl FnMut() -> Result<T, String>) -> T {
+pub fn wait_for<T>(every: Duration, look: impl FnMut() -> Result<T, String>) -> T {
+    wait_within(DEADLINE, every, look)
+}
+
+/// `wait_for` with a deadline of its own, for what is already done and
+/// only has to show (a process killed before its request was answered):
+/// a broken promise then fails in seconds, not in `DEADLINE`.
+pub fn wait_within<T>(
+    deadline: Duration,
+    every: Duration,
+    mut look: impl FnMut() -> Result<T, String>,
+) -> T {
     let start = Instant::now();
     loop {
         match look() {
             Ok(found) => return found,
-            Err(seen) => assert!(start.elapsed() < DEADLINE, "{seen}"),
+            Err(seen) => assert!(start.elapsed() < deadline, "{seen}"),
         }
         std::thread::sleep(every);
     }
