@@ -151,259 +151,284 @@ pub fn ready(s: &State) -> bool {
     s.has_room() && !s.leaving() && s.warm()
 }
 
+/// /metrics text being written: each family's HELP and TYPE, then its
+/// samples, together (the format asks for one group per family). A family
+/// with no sample yet (no answer sent, no warm worker) is left out.
+struct Exposition {
+    text: String,
+    family: Option<[&'static str; 3]>,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &'static str, kind: &'static str, help: &'static str) {
+        self.family = Some([name, kind, help]);
+    }
+
+    fn sample(&mut self, args: std::fmt::Arguments) {
+        if let Some([name, kind, help]) = self.family.take() {
+            let _ = write!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        }
+        let _ = self.text.write_fmt(args);
+        self.text.push('\n');
+    }
+}
+
 /// /metrics: every counter and gauge, in Prometheus text format 0.0.4.
 pub fn prometheus(s: &State, routes: &Routes) -> String {
-    let mut m = String::with_capacity(4096);
-    let mut family = |name: &str, kind: &str, help: &str| {
-        let _ = write!(m, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    let mut m = Exposition {
+        text: String::with_capacity(4096),
+        family: None,
     };
-    family(
+    let labels: Vec<String> = routes.list.iter().map(|r| label(r)).collect();
+    let each_route = || routes.list.iter().zip(&labels);
+    m.family(
         "fiddler_queue_depth",
         "gauge",
         "Requests held: waiting or running.",
     );
-    family(
+    m.sample(format_args!("fiddler_queue_depth {}", s.held()));
+    m.family(
         "fiddler_queue_capacity",
         "gauge",
         "Most requests held (--queue).",
     );
-    family(
+    m.sample(format_args!("fiddler_queue_capacity {}", s.capacity));
+    m.family(
         "fiddler_connections",
         "gauge",
         "Connections the gate is reading or writing.",
     );
-    family(
-        "fiddler_memory_bytes",
-        "gauge",
-        "Bytes held for request bodies (capped by body_memory) and for answers being written (capped by answer_memory).",
-    );
-    family(
-        "fiddler_handler_state",
-        "gauge",
-        "Handlers in each state (one-hot with one handler).",
-    );
-    family("fiddler_handlers", "gauge", "Handlers (`handlers`).");
-    family(
-        "fiddler_handlers_allowed",
-        "gauge",
-        "Handlers that may take work now (all, or one while an auto light is not green).",
-    );
-    family(
-        "fiddler_handler_restarts_total",
-        "counter",
-        "Handler threads replaced.",
-    );
-    family(
-        "fiddler_restarts_total",
-        "counter",
-        "Restarts of each part.",
-    );
-    family(
-        "fiddler_requests_total",
-        "counter",
-        "Answers sent, by route (- for none) and status.",
-    );
-    family(
-        "fiddler_dropped_total",
-        "counter",
-        "Connections dropped or turned away, by reason.",
-    );
-    family(
-        "fiddler_programs_started_total",
-        "counter",
-        "Programs started.",
-    );
-    family(
-        "fiddler_program_seconds",
-        "histogram",
-        "Run time of programs, by route.",
-    );
-    family(
-        "fiddler_program_failures_total",
-        "counter",
-        "Program runs that failed, by route and reason.",
-    );
-    family(
-        "fiddler_worker_starts_total",
-        "counter",
-        "Warm workers started, by route (first start, restarts, recycling).",
-    );
-    family(
-        "fiddler_worker_cancels_total",
-        "counter",
-        "Requests a warm worker was asked to stop (client gone, deadline), by route and outcome: kept (it stopped in cancel_grace) or killed.",
-    );
-    family(
-        "fiddler_route_breaker_open",
-        "gauge",
-        "1 while a route's circuit breaker is open.",
-    );
-    family(
-        "fiddler_light",
-        "gauge",
-        "The traffic light (available memory, load), one-hot.",
-    );
-    family(
-        "fiddler_shedding",
-        "gauge",
-        "1 while the light sheds load (from red until green).",
-    );
-    family(
-        "fiddler_bans_active",
-        "gauge",
-        "Peers banned now for bad requests.",
-    );
-    family(
-        "fiddler_draining",
-        "gauge",
-        "1 once a SIGTERM or SIGINT began the drain.",
-    );
-    family(
-        "fiddler_log_lines_dropped_total",
-        "counter",
-        "Log lines dropped (writer behind).",
-    );
-    family("fiddler_uptime_seconds", "gauge", "Seconds since start.");
-    family("fiddler_build_info", "gauge", "Version.");
-    let mut line = |args: std::fmt::Arguments| {
-        let _ = m.write_fmt(args);
-        m.push('\n');
-    };
-    line(format_args!("fiddler_queue_depth {}", s.held()));
-    line(format_args!("fiddler_queue_capacity {}", s.capacity));
     for (state, n) in [("reading", &s.reading), ("writing", &s.writing)] {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_connections{{state=\"{state}\"}} {}",
             n.load(Relaxed)
         ));
     }
+    m.family(
+        "fiddler_memory_bytes",
+        "gauge",
+        "Bytes held for request bodies (capped by body_memory) and for answers being written (capped by answer_memory).",
+    );
     let memory = [
         ("bodies", s.body_bytes()),
         ("answers", s.answer_bytes.load(Relaxed)),
     ];
     for (held_for, bytes) in memory {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_memory_bytes{{use=\"{held_for}\"}} {bytes}"
         ));
     }
+    m.family(
+        "fiddler_handler_state",
+        "gauge",
+        "Handlers in each state (one-hot with one handler).",
+    );
     for state in HandlerState::ALL {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_handler_state{{state=\"{}\"}} {}",
             state.name(),
             s.handlers_in(state)
         ));
     }
-    line(format_args!("fiddler_handlers {}", s.handlers.len()));
-    line(format_args!(
+    m.family("fiddler_handlers", "gauge", "Handlers (`handlers`).");
+    m.sample(format_args!("fiddler_handlers {}", s.handlers.len()));
+    m.family(
+        "fiddler_handlers_allowed",
+        "gauge",
+        "Handlers that may take work now (all, or one while an auto light is not green).",
+    );
+    m.sample(format_args!(
         "fiddler_handlers_allowed {}",
         s.handlers_allowed()
     ));
-    line(format_args!(
+    m.family(
+        "fiddler_handler_restarts_total",
+        "counter",
+        "Handler threads replaced.",
+    );
+    m.sample(format_args!(
         "fiddler_handler_restarts_total {}",
         s.restarts(Part::Handler)
     ));
+    m.family(
+        "fiddler_restarts_total",
+        "counter",
+        "Restarts of each part.",
+    );
     for part in Part::ALL {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_restarts_total{{part=\"{}\"}} {}",
             part.name(),
             s.restarts(part)
         ));
     }
+    m.family(
+        "fiddler_requests_total",
+        "counter",
+        "Answers sent, by route (- for none) and status.",
+    );
     for (status, n) in s.unrouted.seen() {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_requests_total{{route=\"-\",status=\"{status}\"}} {n}"
         ));
     }
-    for r in &routes.list {
-        let route = label(r);
+    for (r, route) in each_route() {
         for (status, n) in r.stats.answers.seen() {
-            line(format_args!(
+            m.sample(format_args!(
                 "fiddler_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             ));
         }
     }
+    m.family(
+        "fiddler_dropped_total",
+        "counter",
+        "Connections dropped or turned away, by reason.",
+    );
     for why in Dropped::ALL {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_dropped_total{{reason=\"{}\"}} {}",
             why.name(),
             s.dropped(why)
         ));
     }
-    line(format_args!(
+    m.family(
+        "fiddler_programs_started_total",
+        "counter",
+        "Programs started.",
+    );
+    m.sample(format_args!(
         "fiddler_programs_started_total {}",
         s.programs_started.load(Relaxed)
     ));
-    for r in &routes.list {
-        let route = label(r);
+    m.family(
+        "fiddler_program_seconds",
+        "histogram",
+        "Run time of programs, by route.",
+    );
+    for (r, route) in each_route() {
         let h = &r.stats.seconds;
         let mut cumulative = 0;
         let bounds = BUCKETS.iter().map(|&(le, _)| le).chain(["+Inf"]);
         for (le, n) in bounds.zip(&h.counts) {
             cumulative += n.load(Relaxed);
-            line(format_args!(
+            m.sample(format_args!(
                 "fiddler_program_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
             ));
         }
         let sum = h.sum_micros.load(Relaxed);
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_program_seconds_sum{{route=\"{route}\"}} {}.{:06}",
             sum / 1_000_000,
             sum % 1_000_000
         ));
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_program_seconds_count{{route=\"{route}\"}} {cumulative}"
         ));
+    }
+    m.family(
+        "fiddler_program_failures_total",
+        "counter",
+        "Program runs that failed, by route and reason.",
+    );
+    for (r, route) in each_route() {
         for (reason, n) in Reason::ALL.iter().zip(&r.stats.failures) {
-            line(format_args!(
+            m.sample(format_args!(
                 "fiddler_program_failures_total{{route=\"{route}\",reason=\"{}\"}} {}",
                 reason.name(),
                 n.load(Relaxed)
             ));
         }
-        line(format_args!(
+    }
+    m.family(
+        "fiddler_route_breaker_open",
+        "gauge",
+        "1 while a route's circuit breaker is open.",
+    );
+    for (r, route) in each_route() {
+        m.sample(format_args!(
             "fiddler_route_breaker_open{{route=\"{route}\"}} {}",
             u8::from(r.breaker.is_open())
         ));
-        if r.worker.is_some() {
-            line(format_args!(
-                "fiddler_worker_starts_total{{route=\"{route}\"}} {}",
-                r.stats.worker_starts.load(Relaxed)
+    }
+    m.family(
+        "fiddler_worker_starts_total",
+        "counter",
+        "Warm workers started, by route (first start, restarts, recycling).",
+    );
+    let workers = || each_route().filter(|(r, _)| r.worker.is_some());
+    for (r, route) in workers() {
+        m.sample(format_args!(
+            "fiddler_worker_starts_total{{route=\"{route}\"}} {}",
+            r.stats.worker_starts.load(Relaxed)
+        ));
+    }
+    m.family(
+        "fiddler_worker_cancels_total",
+        "counter",
+        "Requests a warm worker was asked to stop (client gone, deadline), by route and outcome: kept (it stopped in cancel_grace) or killed.",
+    );
+    for (r, route) in workers() {
+        for (outcome, n) in ["kept", "killed"].iter().zip(&r.stats.cancels) {
+            m.sample(format_args!(
+                "fiddler_worker_cancels_total{{route=\"{route}\",outcome=\"{outcome}\"}} {}",
+                n.load(Relaxed)
             ));
-            for (outcome, n) in ["kept", "killed"].iter().zip(&r.stats.cancels) {
-                line(format_args!(
-                    "fiddler_worker_cancels_total{{route=\"{route}\",outcome=\"{outcome}\"}} {}",
-                    n.load(Relaxed)
-                ));
-            }
         }
     }
+    m.family(
+        "fiddler_light",
+        "gauge",
+        "The traffic light (available memory, load), one-hot.",
+    );
     let light = s.light();
     for color in Color::ALL {
-        line(format_args!(
+        m.sample(format_args!(
             "fiddler_light{{color=\"{}\"}} {}",
             color.name(),
             u8::from(light == color)
         ));
     }
-    line(format_args!("fiddler_shedding {}", u8::from(s.shedding())));
-    line(format_args!(
+    m.family(
+        "fiddler_shedding",
+        "gauge",
+        "1 while the light sheds load (from red until green).",
+    );
+    m.sample(format_args!("fiddler_shedding {}", u8::from(s.shedding())));
+    m.family(
+        "fiddler_bans_active",
+        "gauge",
+        "Peers banned now for bad requests.",
+    );
+    m.sample(format_args!(
         "fiddler_bans_active {}",
         s.bans.active(Instant::now())
     ));
-    line(format_args!("fiddler_draining {}", u8::from(s.leaving())));
-    line(format_args!(
+    m.family(
+        "fiddler_draining",
+        "gauge",
+        "1 once a SIGTERM or SIGINT began the drain.",
+    );
+    m.sample(format_args!("fiddler_draining {}", u8::from(s.leaving())));
+    m.family(
+        "fiddler_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped (writer behind).",
+    );
+    m.sample(format_args!(
         "fiddler_log_lines_dropped_total {}",
         log::dropped()
     ));
-    line(format_args!(
+    m.family("fiddler_uptime_seconds", "gauge", "Seconds since start.");
+    m.sample(format_args!(
         "fiddler_uptime_seconds {}",
         s.started.elapsed().as_secs()
     ));
-    line(format_args!(
+    m.family("fiddler_build_info", "gauge", "Version.");
+    m.sample(format_args!(
         "fiddler_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     ));
-    m
+    m.text
 }
 
 /// /status: the same state, as one small JSON document.

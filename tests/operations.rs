@@ -259,6 +259,57 @@ fn metrics_and_status_count_what_happened() {
     );
 }
 
+/// /metrics as Prometheus's own parser (Python's `prometheus_client`, the
+/// Debian package, as scrapers and agents use it) reads it: every family
+/// typed and holding its samples, none split into untyped pieces.
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /fail=false"]);
+    assert_eq!(s.post("/echo", b"x").status, 200);
+    assert_eq!(s.get("/fail").status, 502);
+    assert_eq!(s.get("/nowhere").status, 404);
+    let text = s.admin_get("/metrics").body;
+    let mut parser = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import sys\n\
+             from prometheus_client.parser import text_string_to_metric_families as parse\n\
+             for f in parse(sys.stdin.read()):\n\
+             \x20   print(f.type, len(f.samples), f.name)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    parser.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = parser.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser failed (Debian: apt-get install python3-prometheus-client): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let families = String::from_utf8(out.stdout).unwrap();
+    let types = text
+        .split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"# TYPE "))
+        .count();
+    assert_eq!(families.lines().count(), types, "{families}");
+    for family in families.lines() {
+        let mut words = family.split(' ');
+        let (kind, samples) = (words.next().unwrap(), words.next().unwrap());
+        assert!(
+            kind != "unknown" && samples != "0",
+            "a family without its type or samples: {family}\n{families}"
+        );
+    }
+    // Two routes, each with its buckets (to +Inf), _sum and _count.
+    assert!(
+        families.contains("histogram 32 fiddler_program_seconds\n"),
+        "{families}"
+    );
+}
+
 #[test]
 fn ready_turns_503_while_the_queue_is_full_and_back() {
     let (s, _control, mut first, held) = busy(&["--queue", "1"], "a");
