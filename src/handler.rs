@@ -219,26 +219,19 @@ impl Handler {
             route,
             ..
         } = job;
-        let message = match outcome {
-            Outcome::Answer(response) => ToGate::Answer(Answer {
-                conn,
-                response,
-                entry: Entry {
-                    id,
-                    method: head.method.as_str(),
-                    target: head.target,
-                    waited: Some(start.saturating_duration_since(queued)),
-                    ran: Some(start.elapsed()),
-                    stats: Some(Arc::clone(&route.stats)),
-                },
-                receipt,
-            }),
-            Outcome::Redirect(location) => ToGate::Redirect(Redirect {
-                conn,
-                head,
-                location,
-                redirects: redirects.saturating_add(1),
-            }),
+        let (response, streamed) = match outcome {
+            Outcome::Answer(response) => (response, 0),
+            Outcome::Streamed(rest, sent) => (rest, sent),
+            Outcome::Redirect(location) => {
+                let redirect = Redirect {
+                    conn,
+                    head,
+                    location,
+                    redirects: redirects.saturating_add(1),
+                };
+                self.inbox.send(ToGate::Redirect(redirect));
+                return;
+            }
             Outcome::ClientGone => {
                 // The client left while its program ran: nobody to answer.
                 self.state.count_drop(Dropped::ClientGone);
@@ -246,6 +239,20 @@ impl Handler {
             }
             Outcome::CutShort => return,
         };
+        let message = ToGate::Answer(Answer {
+            conn,
+            response,
+            entry: Entry {
+                id,
+                method: head.method.as_str(),
+                target: head.target,
+                waited: Some(start.saturating_duration_since(queued)),
+                ran: Some(start.elapsed()),
+                streamed,
+                stats: Some(Arc::clone(&route.stats)),
+            },
+            receipt,
+        });
         self.inbox.send(message);
         // The slot is freed only now, once the answer is with the gate.
         drop(slot);
@@ -350,14 +357,15 @@ impl Handler {
         }
         let cut_short = stream.as_ref().is_some_and(Stream::started);
         let (status, problem) = match result {
-            Ok(_) if stream.is_some() => {
-                let status = stream.as_ref().map_or(200, Stream::status);
-                let rest = stream.map(Stream::finish).unwrap_or_default();
-                return Outcome::Answer(Response {
+            Ok(_) if let Some(stream) = stream => {
+                let status = stream.status();
+                let (rest, sent) = stream.finish();
+                let rest = Response {
                     status,
                     head: Vec::new(),
                     body: rest,
-                });
+                };
+                return Outcome::Streamed(rest, sent);
             }
             Ok(Done::Reply(reply)) => {
                 let headers: Vec<(&str, &str)> = reply
@@ -418,6 +426,8 @@ enum Done {
 /// What became of a job.
 enum Outcome {
     Answer(Response),
+    /// The rest of a streamed answer, after the bytes already sent.
+    Streamed(Response, usize),
     /// A CGI local redirect: answer as for a GET of this path.
     Redirect(String),
     /// The client left while the program ran: nobody to answer.

@@ -24,6 +24,8 @@ pub struct Stream<'a> {
     pending: Vec<u8>,
     cap: usize,
     started: bool,
+    /// Bytes the socket took so far (for the access log).
+    sent: usize,
 }
 
 impl<'a> Stream<'a> {
@@ -37,6 +39,7 @@ impl<'a> Stream<'a> {
             pending: Vec::new(),
             cap,
             started: false,
+            sent: 0,
         }
     }
 
@@ -100,6 +103,7 @@ impl<'a> Stream<'a> {
                 Ok(0) => return Err(Gone),
                 Ok(n) => {
                     self.pending.drain(..n.min(self.pending.len()));
+                    self.sent += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -109,13 +113,14 @@ impl<'a> Stream<'a> {
         Ok(())
     }
 
-    /// What is left to send, with the last chunk that ends the body: the
-    /// gate writes it. A program that wrote nothing gives an empty body.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// What is left to send, with the last chunk that ends the body (the
+    /// gate writes it), and how many bytes went out already. A program
+    /// that wrote nothing gives an empty body.
+    pub fn finish(mut self) -> (Vec<u8>, usize) {
         if !self.started {
             self.pending.append(&mut self.head);
         }
         self.pending.extend_from_slice(b"0\r\n\r\n");
-        self.pending
+        (self.pending, self.sent)
     }
 }

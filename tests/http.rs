@@ -54,6 +54,8 @@ fn exact_bytes_round_trip() {
     let r = s.post("/echo", &vec![b'x'; 65537]);
     assert_eq!(r.status, 413);
     assert_framed(&r);
+    // Logged with the request line it refused.
+    s.wait_log(|l| l.contains(" POST /echo 413 "));
 }
 
 #[test]

@@ -77,6 +77,9 @@ fn output_arrives_as_it_is_written() {
         text.ends_with("\r\n\r\n6\r\nfirst\n\r\n7\r\nsecond\n\r\n0\r\n\r\n"),
         "{text:?}"
     );
+    // The access log counts every byte sent, not the last chunk's.
+    let logged = format!(" GET /ok 200 {} ", text.len());
+    s.wait_log(|l| l.contains(&logged));
     // curl reads it as one body.
     let url = format!("http://{}/ok", s.addr);
     let waiter = std::thread::spawn(move || {

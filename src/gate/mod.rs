@@ -131,6 +131,8 @@ pub struct Entry {
     /// For a program's answer: time in the queue, and its run time.
     pub waited: Option<Duration>,
     pub ran: Option<Duration>,
+    /// Bytes of a streamed answer its handler sent before the rest.
+    pub streamed: usize,
     /// Where the answer is counted: its route's, or none.
     pub stats: Option<Arc<RouteStats>>,
 }
@@ -144,6 +146,7 @@ impl Entry {
             target: target.to_owned(),
             waited: None,
             ran: None,
+            streamed: 0,
             stats: None,
         }
     }
@@ -747,7 +750,7 @@ impl Gate {
             method: entry.method,
             target: entry.target.as_bytes(),
             status: response.status,
-            bytes: response.len(),
+            bytes: entry.streamed + response.len(),
             total: conn.accepted.elapsed(),
             waited: entry.waited,
             ran: entry.ran,

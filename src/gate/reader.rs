@@ -187,12 +187,23 @@ impl Reader {
                 if !worth_parsing(before, bytes, limits) {
                     return Ok(Status::Partial);
                 }
-                let Status::Complete((head, n)) = parse_head(&self.buf, limits)? else {
+                // The body's size is checked once the head is kept (below),
+                // so a 413 is logged with the request it refuses.
+                let unbounded = Limits {
+                    max_body: u64::MAX,
+                    ..*limits
+                };
+                let Status::Complete((head, n)) = parse_head(&self.buf, &unbounded)? else {
                     return Ok(Status::Partial);
                 };
                 let rest = self.buf.split_off(n.min(self.buf.len()));
                 self.buf = Vec::new();
-                Ok(self.start_body(head, &rest))
+                let too_large = matches!(head.framing, Framing::Length(n) if n > limits.max_body);
+                let status = self.start_body(head, &rest);
+                if too_large {
+                    return Err(RequestError::BodyTooLarge);
+                }
+                Ok(status)
             }
             Phase::Length { len, .. } => {
                 let room = len.saturating_sub(self.buf.len());
