@@ -14,7 +14,7 @@ use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::template::{Arg, Dashes, Missing};
 use crate::toml::{self, Table, Value};
-use crate::transport::Acceptor;
+use crate::transport::{Acceptor, TlsFile};
 use crate::worker::{Recycle, Speaks, Start, Worker};
 use std::ffi::OsString;
 use std::fmt;
@@ -586,16 +586,18 @@ impl Builder {
         };
         let tls = match (self.tls_cert, self.tls_key) {
             (None, None) => None,
-            (Some((cert, origin)), Some((key, _))) => {
+            (Some((cert, cert_origin)), Some((key, key_origin))) => {
                 if self.on_full == OnFull::ServiceUnavailable {
                     return fail(
-                        &origin,
+                        &cert_origin,
                         "on_full = 503 cannot be used with TLS (its 503 is written before any handshake, in plain HTTP): use close or backlog",
                     );
                 }
-                Some(Arc::new(
-                    Acceptor::load(&cert, &key).or_else(|e| fail(&origin, e))?,
-                ))
+                let acceptor = Acceptor::load(&cert, &key).or_else(|(file, e)| match file {
+                    TlsFile::Cert => fail(&cert_origin, e),
+                    TlsFile::Key => fail(&key_origin, e),
+                })?;
+                Some(Arc::new(acceptor))
             }
             (Some((_, origin)), None) | (None, Some((_, origin))) => {
                 return fail(&origin, "tls_cert and tls_key go together");

@@ -34,25 +34,35 @@ pub struct Acceptor {
     never: std::convert::Infallible,
 }
 
+/// Which of the two files a TLS set-up error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFile {
+    Cert,
+    Key,
+}
+
 impl Acceptor {
-    /// Loads a PEM certificate chain and its private key.
+    /// Loads a PEM certificate chain and its private key; an error names
+    /// the file at fault (the key, when the two do not match).
     #[cfg(feature = "https")]
-    pub fn load(cert: &Path, key: &Path) -> Result<Acceptor, String> {
+    pub fn load(cert: &Path, key: &Path) -> Result<Acceptor, (TlsFile, String)> {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let in_cert = |why: String| (TlsFile::Cert, format!("{}: {why}", cert.display()));
         let certs = CertificateDer::pem_file_iter(cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert.display()))?;
+            .map_err(|e| in_cert(format!("not a PEM certificate chain: {e}")))?;
         if certs.is_empty() {
-            return Err(format!("{}: holds no certificate", cert.display()));
+            return Err(in_cert("holds no certificate".into()));
         }
+        let in_key = |why: String| (TlsFile::Key, format!("{}: {why}", key.display()));
         let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("{}: not a PEM private key: {e}", key.display()))?;
+            .map_err(|e| in_key(format!("not a PEM private key: {e}")))?;
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-            .map_err(|e| format!("the certificate and key do not make a TLS server: {e}"))?;
+            .map_err(|e| in_key(format!("does not make a TLS server with the certificate: {e}")))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Acceptor {
             config: std::sync::Arc::new(config),
@@ -61,8 +71,11 @@ impl Acceptor {
 
     /// Without the `https` feature there is no TLS.
     #[cfg(not(feature = "https"))]
-    pub fn load(_cert: &Path, _key: &Path) -> Result<Acceptor, String> {
-        Err("this build has no TLS: build it with `cargo build --release --features https`".into())
+    pub fn load(_cert: &Path, _key: &Path) -> Result<Acceptor, (TlsFile, String)> {
+        Err((
+            TlsFile::Cert,
+            "this build has no TLS: build it with `cargo build --release --features https`".into(),
+        ))
     }
 
     /// A new session, for a connection just accepted.

@@ -192,6 +192,33 @@ fn access_log_and_quiet() {
     assert!(!quiet.log_lines().iter().any(|l| l.contains(" POST /echo ")));
 }
 
+/// A bad key is reported as the key's fault, a bad certificate as the
+/// certificate's, each with the flag (or file:line) that named it.
+#[cfg(feature = "https")]
+#[test]
+fn tls_errors_name_the_file_at_fault() {
+    let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tls");
+    let (cert, key, other_key) = (
+        format!("{tls}/one.pem"),
+        format!("{tls}/one.key"),
+        format!("{tls}/two.key"),
+    );
+    let cases = [
+        (&cert, &cert, format!("--tls-key: {cert}: not a PEM private key")),
+        (&key, &key, format!("--tls-cert: {key}: holds no certificate")),
+        (
+            &cert,
+            &other_key,
+            format!("--tls-key: {other_key}: does not make a TLS server with the certificate"),
+        ),
+    ];
+    for (c, k, expected) in cases {
+        let (code, _, err) = run(&["--tls-cert", c, "--tls-key", k]);
+        assert_eq!(code, Some(2));
+        assert!(err.contains(&expected), "{err}");
+    }
+}
+
 /// Without the `https` feature, asking for TLS is a config error that says
 /// how to get it.
 #[cfg(not(feature = "https"))]
