@@ -12,6 +12,7 @@ use crate::immune::Policy;
 use crate::light::{self, Thresholds};
 use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
+use crate::spelling::nearest;
 use crate::template::{Arg, Dashes, Missing};
 use crate::toml::{self, Table, Value};
 use crate::transport::{Acceptor, TlsFile};
@@ -217,6 +218,8 @@ struct RouteDraft {
     origin: Origin,
     route: Route,
     timeout: Option<Duration>,
+    /// Where `max_output` was set (the route's own place if it was not).
+    max_output_origin: Origin,
 }
 
 struct Builder {
@@ -441,6 +444,38 @@ fn address(s: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
     }
 }
 
+/// The global settings, as the file names them (flags are these with - for
+/// _), for suggestions: `Builder::set` decides what is known.
+const SETTINGS: &str = "\
+    listen admin queue on_full timeout max_reading read_timeout write_timeout max_body \
+    body_memory answer_memory pace drain_timeout drain_delay quiet log_format log_file \
+    allow admin_allow trusted ban_after ban_window ban_seconds memory_yellow memory_red \
+    load_yellow load_red handlers max_handlers tls_cert tls_key handshake_timeout";
+
+/// A route's settings, for suggestions: `route_from_table` decides.
+const ROUTE_SETTINGS: &str = "\
+    method path command ready upstream start start_timeout cancel_grace timeout \
+    max_output content_type missing max_arg allow_options kill_grace \
+    cancel_on_disconnect cgi stream breaker_failures breaker_cooldown token_env worker \
+    max_requests max_memory memory cpu open_files processes nice dir uid gid env";
+
+/// The options that take a value.
+const VALUE_FLAGS: &str = "\
+    -c --config --listen --admin --queue --on-full --timeout --max-reading \
+    --read-timeout --max-body --pace --route --cgi --drain-timeout --drain-delay \
+    --log-file --log-format --handlers --tls-cert --tls-key --worker --worker-http";
+
+/// The options that take none.
+const BARE_FLAGS: &str = "-h --help -V --version --quiet --check";
+
+/// "unknown setting `queu` (did you mean `queue`?)".
+fn unknown(what: &str, word: &str, known: &str) -> String {
+    match nearest(word, known) {
+        Some(near) => format!("unknown {what} `{word}` (did you mean `{near}`?)"),
+        None => format!("unknown {what} `{word}`"),
+    }
+}
+
 impl Builder {
     /// Sets one global key. Names are the file's (`max_reading`); flags map onto them.
     fn set(&mut self, key: &str, v: Input, origin: &Origin) -> Result<(), ConfigError> {
@@ -517,7 +552,7 @@ impl Builder {
             "tls_cert" => self.tls_cert = Some((v.string(origin)?.into(), origin.clone())),
             "tls_key" => self.tls_key = Some((v.string(origin)?.into(), origin.clone())),
             "handshake_timeout" => self.handshake_timeout = v.seconds(origin)?,
-            _ => return fail(origin, format!("unknown setting `{key}`")),
+            _ => return fail(origin, unknown("setting", key, SETTINGS)),
         }
         Ok(())
     }
@@ -542,7 +577,7 @@ impl Builder {
                 (Value::Tables(tables), "route") => {
                     for table in tables {
                         let draft = route_from_table(table, &at)?;
-                        self.add_route(draft);
+                        self.add_route(draft)?;
                     }
                 }
                 (_, "route") => return fail(&origin, "routes are written as [[route]] tables"),
@@ -553,14 +588,34 @@ impl Builder {
     }
 
     /// Adds a route; one for the same method and path replaces it (flags override the file).
-    fn add_route(&mut self, draft: RouteDraft) {
+    /// Adds a route. One with the method and path of a route of the file
+    /// replaces it if it comes from a flag (flags override the file), and
+    /// is refused otherwise: two in one place are a mistake.
+    fn add_route(&mut self, draft: RouteDraft) -> Result<(), ConfigError> {
         let same = |d: &RouteDraft| {
             d.route.method == draft.route.method && d.route.path == draft.route.path
         };
         match self.routes.iter_mut().find(|d| same(d)) {
-            Some(existing) => *existing = draft,
+            Some(existing)
+                if matches!(draft.origin, Origin::Flag(_))
+                    && !matches!(existing.origin, Origin::Flag(_)) =>
+            {
+                *existing = draft;
+            }
+            Some(existing) => {
+                return fail(
+                    &draft.origin,
+                    format!(
+                        "`{} {}` is routed twice: here and at {}",
+                        draft.route.method.as_str(),
+                        draft.route.pattern,
+                        existing.origin
+                    ),
+                );
+            }
             None => self.routes.push(draft),
         }
+        Ok(())
     }
 
     fn finish(self) -> Result<Config, ConfigError> {
@@ -616,7 +671,7 @@ impl Builder {
         for d in drafts {
             if d.route.max_output > self.answer_memory {
                 return fail(
-                    &d.origin,
+                    &d.max_output_origin,
                     format!(
                         "max_output ({}) is larger than answer_memory ({}): its answer could never be sent",
                         d.route.max_output, self.answer_memory
@@ -775,21 +830,12 @@ fn route_from_table(
     let Some((path, path_origin)) = get("path") else {
         return fail(&origin, "this [[route]] has no `path`");
     };
-    let (argv, argv_origin) = match (get("command"), get("upstream")) {
-        (Some((argv, o)), None) => match argv.strings(&o)? {
-            argv if argv.is_empty() => return fail(&o, "the command is empty"),
-            argv => (argv, o),
-        },
-        (None, Some(_)) => (Vec::new(), origin.clone()),
-        (Some((_, o)), Some(_)) => {
-            return fail(&o, "a route has a `command` or an `upstream`, not both");
-        }
-        (None, None) => return fail(&origin, "this [[route]] has no `command`"),
-    };
     let pattern = path.string(&path_origin)?;
-    path_rule(&pattern, &path_origin)?;
-    let mut route = new_route(method, pattern, argv, &argv_origin)?;
+    // Every key is known before the command is looked for: a misspelt
+    // `comand` is reported as unknown, not as a missing command.
+    let mut route = new_route(method, pattern, Vec::new(), &path_origin)?;
     let mut timeout = None;
+    let mut max_output_origin = None;
     let (mut breaker_failures, mut breaker_cooldown) = (0, Duration::from_secs(30));
     let (mut speaks, mut recycle) = (None, Recycle::default());
     let (mut ready, mut upstream) = (None, None);
@@ -823,7 +869,10 @@ fn route_from_table(
                 route.cancel_grace = Some(Duration::from_secs(v.count(&o, 0, 600)?));
             }
             "timeout" => timeout = Some(v.seconds(&o)?),
-            "max_output" => route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize,
+            "max_output" => {
+                route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize;
+                max_output_origin = Some(o);
+            }
             "content_type" => route.content_type = v.string(&o)?,
             "missing" => {
                 route.missing = match v.string(&o)?.as_str() {
@@ -877,9 +926,22 @@ fn route_from_table(
                     route.env.extend(env_entry(&s, &o)?);
                 }
             }
-            other => return fail(&o, format!("unknown route setting `{other}`")),
+            other => return fail(&o, unknown("route setting", other, ROUTE_SETTINGS)),
         }
     }
+    let (argv, argv_origin) = match (get("command"), get("upstream")) {
+        (Some((argv, o)), None) => match argv.strings(&o)? {
+            argv if argv.is_empty() => return fail(&o, "the command is empty"),
+            argv => (argv, o),
+        },
+        (None, Some(_)) => (Vec::new(), origin.clone()),
+        (Some((_, o)), Some(_)) => {
+            return fail(&o, "a route has a `command` or an `upstream`, not both");
+        }
+        (None, None) => return fail(&origin, "this [[route]] has no `command`"),
+    };
+    route.args = command(&argv, &argv_origin)?;
+    route.command = argv;
     route.breaker = Breaker::new(breaker_failures, breaker_cooldown);
     if route.stream && route.cgi {
         return fail(&origin, "a route cannot both stream and be in CGI mode");
@@ -918,6 +980,7 @@ fn route_from_table(
     }
     check_worker(&route, &origin)?;
     Ok(RouteDraft {
+        max_output_origin: max_output_origin.unwrap_or_else(|| origin.clone()),
         origin,
         route,
         timeout,
@@ -1018,6 +1081,7 @@ fn route_from_flag(spec: &str, origin: &Origin) -> Result<RouteDraft, ConfigErro
     )?;
     Ok(RouteDraft {
         origin: origin.clone(),
+        max_output_origin: origin.clone(),
         route,
         timeout: None,
     })
@@ -1046,10 +1110,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
             "-V" | "--version" => return Ok(Command::Version),
             "--quiet" => flags.push((name, inline.or(Some("true".into())))),
             "--check" => check = true,
-            "-c" | "--config" | "--listen" | "--admin" | "--queue" | "--on-full" | "--timeout"
-            | "--max-reading" | "--read-timeout" | "--max-body" | "--pace" | "--route"
-            | "--cgi" | "--drain-timeout" | "--drain-delay" | "--log-file" | "--log-format"
-            | "--handlers" | "--tls-cert" | "--tls-key" | "--worker" | "--worker-http" => {
+            flag if VALUE_FLAGS.split_whitespace().any(|f| f == flag) => {
                 let value = match inline {
                     Some(v) => v,
                     None => match args.next().map(OsString::into_string) {
@@ -1063,7 +1124,16 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
                     flags.push((name, Some(value)));
                 }
             }
-            _ => return fail(&origin, "unknown option (see --help)"),
+            flag => {
+                let near = nearest(flag, VALUE_FLAGS).or_else(|| nearest(flag, BARE_FLAGS));
+                return fail(
+                    &origin,
+                    match near {
+                        Some(near) => format!("unknown option (did you mean `{near}`?)"),
+                        None => "unknown option (see --help)".into(),
+                    },
+                );
+            }
         }
     }
     let mut b = Builder::default();
@@ -1085,7 +1155,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
                 _ => None,
             };
             check_worker(&draft.route, &origin)?;
-            b.add_route(draft);
+            b.add_route(draft)?;
         } else {
             let key = name.trim_start_matches('-').replace('-', "_");
             b.set(&key, Input::Flag(value), &origin)?;
@@ -1173,6 +1243,31 @@ mod tests {
         assert_eq!(r.max_output, MIB as usize);
     }
 
+    /// Every setting suggested is one the parsers know (an unsuitable
+    /// value is refused, but never as unknown).
+    #[test]
+    fn the_suggested_settings_are_known() {
+        for key in SETTINGS.split_whitespace() {
+            let e = text(&format!("{key} = [[1]]")).err().unwrap_or_default();
+            assert!(
+                e.starts_with("f.toml:1: ") && !e.contains("unknown"),
+                "{key}: {e}"
+            );
+        }
+        for key in ROUTE_SETTINGS.split_whitespace() {
+            let route = format!("[[route]]\npath = \"/a\"\n{key} = [[1]]");
+            let e = text(&route).err().unwrap_or_default();
+            assert!(
+                e.starts_with("f.toml:3: ") && !e.contains("unknown"),
+                "{key}: {e}"
+            );
+        }
+        for flag in VALUE_FLAGS.split_whitespace() {
+            let e = args(&[flag, "x"]).err().unwrap_or_default();
+            assert!(!e.contains("unknown"), "{flag}: {e}");
+        }
+    }
+
     #[test]
     fn errors_name_the_place() {
         let cases: &[(&str, &str)] = &[
@@ -1181,7 +1276,25 @@ mod tests {
                 "f.toml:1: expected an integer, found a string",
             ),
             ("\nqueue = 0", "f.toml:2: 0 is out of range 1..=1000000"),
-            ("queu = 1", "f.toml:1: unknown setting `queu`"),
+            (
+                "queu = 1",
+                "f.toml:1: unknown setting `queu` (did you mean `queue`?)",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncomand = [\"x\"]",
+                "f.toml:3: unknown route setting `comand` (did you mean `command`?)",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\n\
+                 [[route]]\npath = \"/b\"\ncommand = [\"x\"]\n\
+                 [[route]]\npath = \"/a\"\ncommand = [\"y\"]",
+                "f.toml:7: `ANY /a` is routed twice: here and at f.toml:1",
+            ),
+            (
+                "answer_memory = \"1M\"\n[[route]]\npath = \"/a\"\ncommand = [\"x\"]\n\
+                 max_output = \"2M\"",
+                "f.toml:5: max_output (2097152) is larger than answer_memory (1048576): its answer could never be sent",
+            ),
             (
                 "on_full = \"drop\"",
                 "f.toml:1: expected close, 503 or backlog, found `drop`",
@@ -1287,6 +1400,20 @@ mod tests {
             args(&["--bogus"]).err().unwrap(),
             "--bogus: unknown option (see --help)"
         );
+        assert_eq!(
+            args(&["--listn", "x"]).err().unwrap(),
+            "--listn: unknown option (did you mean `--listen`?)"
+        );
+        assert_eq!(
+            args(&["--chek"]).err().unwrap(),
+            "--chek: unknown option (did you mean `--check`?)"
+        );
+        assert_eq!(
+            args(&["--route", "GET /a=x", "--route", "GET /a=y"])
+                .err()
+                .unwrap(),
+            "--route: `GET /a` is routed twice: here and at --route"
+        );
         assert_eq!(args(&["--queue"]).err().unwrap(), "--queue: needs a value");
         assert_eq!(
             args(&["--route", "POST /a"]).err().unwrap(),
@@ -1302,7 +1429,8 @@ mod tests {
             &PathBuf::from("f"),
         )
         .unwrap();
-        b.add_route(route_from_flag("POST /a=y", &Origin::Flag("--route".into())).unwrap());
+        b.add_route(route_from_flag("POST /a=y", &Origin::Flag("--route".into())).unwrap())
+            .unwrap();
         let c = b.finish().unwrap();
         assert_eq!(c.routes.list.len(), 1);
         assert_eq!(c.routes.list[0].command, ["y"]);

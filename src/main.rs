@@ -34,6 +34,7 @@ mod program;
 mod queue;
 mod route;
 mod signals;
+mod spelling;
 mod state;
 mod stream;
 mod sys;

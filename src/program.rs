@@ -151,6 +151,12 @@ pub enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
+            // exec's ENOENT: the file, or the interpreter its #! names.
+            Failure::Spawn(e)
+                if e.kind() == io::ErrorKind::NotFound && e.raw_os_error().is_some() =>
+            {
+                f.write_str("could not start: no such file (or no such interpreter on its #! line)")
+            }
             Failure::Spawn(e) => write!(f, "could not start: {e}"),
             Failure::Exit(code, _) => write!(f, "exited with code {code}"),
             Failure::Signal(sig, _) => write!(f, "killed by signal {sig}{}", signal_name(*sig)),
@@ -582,7 +588,7 @@ pub fn locate(
             return Ok(candidate.into_os_string());
         }
     }
-    Err(io::Error::from(io::ErrorKind::NotFound))
+    Err(io::Error::new(io::ErrorKind::NotFound, "not in its PATH"))
 }
 
 /// True if `path` (taken from `dir` if relative) is a file someone may execute.

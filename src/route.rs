@@ -212,8 +212,12 @@ impl Routes {
                 .filter_map(|r| r.path.split(path).map(|(s, i, k)| (r, s, i, k)))
                 .filter(move |&(_, _, _, k)| k == rank)
         };
+        // A route for this very method wins over one for ANY, wherever
+        // each is listed.
+        let specific =
+            same_rank().find(|(r, ..)| r.method != MethodRule::Any && r.method.allows(method));
         if let Some((route, script_name, path_info, _)) =
-            same_rank().find(|(r, ..)| r.method.allows(method))
+            specific.or_else(|| same_rank().find(|(r, ..)| r.method.allows(method)))
         {
             return Match::Run {
                 route,
@@ -315,6 +319,36 @@ mod tests {
             } => Some((route.pattern.clone(), script_name.into(), path_info.into())),
             _ => None,
         }
+    }
+
+    /// The path decides first (an exact path over a prefix, a longer
+    /// prefix over a shorter one); among the routes of that path, one for
+    /// the request's own method wins over one for ANY, wherever each is.
+    #[test]
+    fn precedence() {
+        use MethodRule::{Any, Only};
+        let routes = Routes {
+            list: vec![
+                route(Any, "/x"),
+                route(Only(Method::Get), "/x"),
+                route(Any, "/p/*"),
+                route(Only(Method::Post), "/p/q"),
+            ],
+            index: false,
+        };
+        let method_of = |m: Method, path: &str| match routes.find(m, path) {
+            Match::Run { route, .. } => Some(route.method),
+            _ => None,
+        };
+        assert_eq!(method_of(Method::Get, "/x"), Some(Only(Method::Get)));
+        assert_eq!(method_of(Method::Head, "/x"), Some(Only(Method::Get)));
+        assert_eq!(method_of(Method::Post, "/x"), Some(Any));
+        assert_eq!(method_of(Method::Post, "/p/q"), Some(Only(Method::Post)));
+        assert_eq!(method_of(Method::Get, "/p/r"), Some(Any));
+        assert!(matches!(
+            routes.find(Method::Get, "/p/q"),
+            Match::NotAllowed(_)
+        ));
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct Acceptor {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlsFile {
     Cert,
+    /// (Only a build with TLS reads a key.)
+    #[cfg_attr(not(feature = "https"), allow(dead_code))]
     Key,
 }
 
@@ -62,7 +64,11 @@ impl Acceptor {
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-            .map_err(|e| in_key(format!("does not make a TLS server with the certificate: {e}")))?;
+            .map_err(|e| {
+                in_key(format!(
+                    "does not make a TLS server with the certificate: {e}"
+                ))
+            })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Acceptor {
             config: std::sync::Arc::new(config),

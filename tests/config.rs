@@ -131,6 +131,35 @@ command = ["no-such-program-anywhere"]
     });
 }
 
+/// Two routes for one method and path are refused, both places named; a
+/// misspelt key is unknown, with the key it resembles.
+#[test]
+fn check_refuses_a_route_twice_and_suggests_a_misspelt_key() {
+    let dir = TempDir::new();
+    let path = dir.path("fiddler.toml");
+    let twice = "[[route]]\nmethod = \"GET\"\npath = \"/x\"\ncommand = [\"true\"]\n\
+                 [[route]]\nmethod = \"GET\"\npath = \"/x\"\ncommand = [\"false\"]\n";
+    std::fs::write(&path, twice).unwrap();
+    let file = path.to_str().unwrap();
+    let (code, _, err) = run(&["--check", "-c", file]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!(
+            "{file}:5: `GET /x` is routed twice: here and at {file}:1"
+        )),
+        "{err}"
+    );
+    std::fs::write(&path, "[[route]]\npath = \"/x\"\ncomand = [\"true\"]\n").unwrap();
+    let (code, _, err) = run(&["--check", "-c", file]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains(&format!(
+            "{file}:3: unknown route setting `comand` (did you mean `command`?)"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn help_and_version() {
     let (code, out, _) = run(&["--help"]);
@@ -204,8 +233,16 @@ fn tls_errors_name_the_file_at_fault() {
         format!("{tls}/two.key"),
     );
     let cases = [
-        (&cert, &cert, format!("--tls-key: {cert}: not a PEM private key")),
-        (&key, &key, format!("--tls-cert: {key}: holds no certificate")),
+        (
+            &cert,
+            &cert,
+            format!("--tls-key: {cert}: not a PEM private key"),
+        ),
+        (
+            &key,
+            &key,
+            format!("--tls-cert: {key}: holds no certificate"),
+        ),
         (
             &cert,
             &other_key,

@@ -102,9 +102,11 @@ command = ["echo", "fine"]
     assert_eq!(s.get("/flood").status, 502);
     s.wait_log(|l| l.contains("wrote more than max_output"));
     assert_eq!(s.get("/missing").status, 502);
-    s.wait_log(|l| l.contains("`/no/such/program` could not start"));
+    s.wait_log(|l| {
+        l.contains("`/no/such/program` could not start: no such file (or no such interpreter")
+    });
     assert_eq!(s.get("/not-in-path").status, 502);
-    s.wait_log(|l| l.contains("`no-such-program-in-path` could not start: entity not found"));
+    s.wait_log(|l| l.contains("`no-such-program-in-path` could not start: not in its PATH"));
     assert_eq!(s.get("/not-executable").status, 502);
     s.wait_log(|l| l.contains("data.txt` could not start: Permission denied"));
     assert_eq!(s.get("/no-shebang").status, 502);
