@@ -102,6 +102,8 @@ pub struct Config {
     pub tls: Option<Arc<Acceptor>>,
     pub handshake_timeout: Duration,
     pub routes: Routes,
+    /// What is allowed but likely a mistake, for the log and `--check`.
+    pub warnings: Vec<String>,
 }
 
 /// What the command line asks for.
@@ -252,6 +254,7 @@ struct Builder {
     tls_key: Option<(PathBuf, Origin)>,
     handshake_timeout: Duration,
     routes: Vec<RouteDraft>,
+    warnings: Vec<String>,
 }
 
 impl Default for Builder {
@@ -295,6 +298,7 @@ impl Default for Builder {
             tls_key: None,
             handshake_timeout: Duration::from_secs(5),
             routes: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -707,6 +711,7 @@ impl Builder {
             tls,
             handshake_timeout: self.handshake_timeout,
             routes: Routes { list, index },
+            warnings: self.warnings,
         })
     }
 }
@@ -1145,6 +1150,13 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
         let value = value.as_deref().unwrap_or_default();
         if ["--route", "--cgi", "--worker", "--worker-http"].contains(&name.as_str()) {
             let mut draft = route_from_flag(value, &origin)?;
+            if value.contains(['"', '\'']) {
+                b.warnings.push(format!(
+                    "{origin} '{value}': quotes are passed to the program as they are (no shell \
+                     reads the command, it is split on whitespace): for an argument with spaces, \
+                     write the route in a config file"
+                ));
+            }
             draft.route.cgi = name == "--cgi";
             draft.route.worker = match name.as_str() {
                 "--worker" => Some(Worker::new(Speaks::Frames)),

@@ -91,6 +91,9 @@ fn main() -> ExitCode {
 /// `--check`: the config is valid (`from_args` would have said why not);
 /// says which routes' programs cannot be found.
 fn check(config: &Config) -> ExitCode {
+    for warning in &config.warnings {
+        eprintln!("fiddler_crab: warning: {warning}");
+    }
     let problems = program_problems(config);
     for problem in &problems {
         eprintln!("fiddler_crab: {problem}");
@@ -101,7 +104,7 @@ fn check(config: &Config) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         println!(
-            "fiddler_crab: config ok, {routes} route(s), {} program(s) not found",
+            "fiddler_crab: config ok, {routes} route(s), {} cannot run",
             problems.len()
         );
         ExitCode::FAILURE
@@ -153,8 +156,34 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let door = Arc::new(Door::new(bind(config.listen)?)?);
     let admin = config.admin.map(bind).transpose()?;
     log::announce(format_args!("listening on {}", door.addr()));
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    for r in &config.routes.list {
+        log::announce(format_args!(
+            "{} {scheme}://{}{} -> {}",
+            r.method.as_str(),
+            door.addr(),
+            r.pattern,
+            r.runs()
+        ));
+    }
+    if config.routes.index {
+        log::announce(format_args!(
+            "demo mode (no route given): GET {scheme}://{}/ lists the routes",
+            door.addr()
+        ));
+    }
     if let Some(admin) = &admin {
-        log::announce(format_args!("admin on {}", admin.local_addr()?));
+        let at = admin.local_addr()?;
+        log::announce(format_args!(
+            "admin on {at} (http://{at}/metrics, /status, /health, /ready)"
+        ));
+    }
+    for warning in &config.warnings {
+        log::event(format_args!("warning: {warning}"));
     }
     for problem in program_problems(&config) {
         log::event(format_args!("{problem}: its requests will get 502"));

@@ -11,7 +11,7 @@ use crate::http::Method;
 use crate::metrics::RouteStats;
 use crate::program::{self, Sandbox};
 use crate::template::{Arg, Dashes, Missing};
-use crate::worker::Worker;
+use crate::worker::{Speaks, Worker};
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::Arc;
@@ -121,9 +121,10 @@ pub struct Route {
 }
 
 impl Route {
-    /// Why this route's program cannot run, as far as its file tells before
-    /// any request: not in its PATH, or not an executable file. None if it
-    /// can, or if the program's name is filled in per request.
+    /// Why this route's program cannot run, as far as its files tell before
+    /// any request: not in its PATH, not an executable file, or an
+    /// interpreter's script that does not exist. None if it can, or if the
+    /// name is filled in per request.
     pub fn program_problem(&self) -> Option<String> {
         let program = self.command.first()?;
         if !self.args.first()?.is_literal() {
@@ -136,7 +137,41 @@ impl Route {
             Ok(path) if !program::executable(Path::new(&path), dir) => {
                 Some(format!("`{program}` is not an executable file"))
             }
-            Ok(_) => None,
+            Ok(_) => self.script_problem(program, dir),
+        }
+    }
+
+    /// An interpreter (`python3`, `sh`, `node`…) whose first argument is
+    /// not an option runs that file: if it does not exist, every request
+    /// fails. Only this case is checked, as it can raise no false alarm
+    /// (any other argument may name a file the program is to make).
+    fn script_problem(&self, program: &str, dir: Option<&Path>) -> Option<String> {
+        const INTERPRETERS: &str = "python sh bash dash zsh node perl ruby php lua Rscript";
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let version = |rest: &str| rest.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let interpreter = INTERPRETERS
+            .split_whitespace()
+            .any(|i| name.strip_prefix(i).is_some_and(version));
+        let script = self.command.get(1)?;
+        if !interpreter || !self.args.get(1)?.is_literal() || script.starts_with('-') {
+            return None;
+        }
+        let here = dir.unwrap_or(Path::new("."));
+        (!here.join(script).exists())
+            .then(|| format!("`{script}`, the script `{program}` is to run, does not exist"))
+    }
+
+    /// What the route runs, for the start-up lines and the index: its
+    /// command, or the server it forwards to.
+    pub fn runs(&self) -> String {
+        match &self.worker {
+            Some(Worker {
+                speaks: Speaks::Http {
+                    upstream: Some(at), ..
+                },
+                ..
+            }) => format!("http://{at}"),
+            _ => self.command.join(" "),
         }
     }
 
@@ -265,11 +300,7 @@ impl Routes {
         let mut text = String::from("fiddler_crab routes:\n");
         for r in &self.list {
             let method = r.method.as_str();
-            text.push_str(&format!(
-                "{method} {} -> {}\n",
-                r.pattern,
-                r.command.join(" ")
-            ));
+            text.push_str(&format!("{method} {} -> {}\n", r.pattern, r.runs()));
         }
         text
     }

@@ -100,6 +100,12 @@ dir = "{dir}"
 [[route]]
 path = "/missing"
 command = ["no-such-program-anywhere"]
+[[route]]
+path = "/script"
+command = ["python3", "/no/such/upper.py"]
+[[route]]
+path = "/code"
+command = ["python3", "-c", "print(1)", "/no/such/output"]
 "#,
         dir = dir.0.display()
     );
@@ -108,13 +114,14 @@ command = ["no-such-program-anywhere"]
     assert_eq!(code, Some(1), "{out}{err}");
     assert_eq!(
         out.trim(),
-        "fiddler_crab: config ok, 4 route(s), 2 program(s) not found"
+        "fiddler_crab: config ok, 6 route(s), 3 cannot run"
     );
     assert_eq!(
         err.lines().collect::<Vec<_>>(),
         [
             "fiddler_crab: route ANY /relative: `./plain.txt` is not an executable file",
             "fiddler_crab: route ANY /missing: `no-such-program-anywhere` is not in its PATH",
+            "fiddler_crab: route ANY /script: `/no/such/upper.py`, the script `python3` is to run, does not exist",
         ]
     );
     let (code, out, _) = run(&["--check", "--route", "POST /a=cat"]);
@@ -122,6 +129,19 @@ command = ["no-such-program-anywhere"]
         (code, out.trim()),
         (Some(0), "fiddler_crab: config ok, 1 route(s)")
     );
+    // Quotes in a --route reach the program as they are: a warning (the
+    // config is valid), at start and in --check.
+    let quoted = "GET /py=python3 -c \"print(1)\"";
+    let (code, _, err) = run(&["--check", "--route", quoted]);
+    assert_eq!(code, Some(0));
+    assert!(
+        err.contains("warning: --route 'GET /py=python3 -c \"print(1)\"': quotes are passed"),
+        "{err}"
+    );
+    let s = Server::start(&["--route", quoted]);
+    s.wait_log(|l| {
+        l.contains("warning: --route") && l.contains("write the route in a config file")
+    });
     let (code, _, err) = run(&["--check", "--queue", "many"]);
     assert_eq!(code, Some(2), "{err}");
     // Started anyway, the server says which routes cannot run.
@@ -158,6 +178,31 @@ fn check_refuses_a_route_twice_and_suggests_a_misspelt_key() {
         )),
         "{err}"
     );
+}
+
+/// At start the log says what is served: each route's URL and what it
+/// runs, the admin URLs, and whether this is the demo.
+#[test]
+fn start_up_lines_say_what_is_served() {
+    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /x/*=echo hi"]);
+    s.wait_log(|l| l.ends_with(&format!(" POST http://{}/echo -> cat", s.addr)));
+    s.wait_log(|l| l.ends_with(&format!(" GET http://{}/x/* -> echo hi", s.addr)));
+    let admin = s.admin.unwrap();
+    // Logged after the routes and the demo line, if there were one.
+    s.wait_log(|l| {
+        l.contains(&format!(
+            "admin on {admin} (http://{admin}/metrics, /status"
+        ))
+    });
+    assert!(!s.log_lines().iter().any(|l| l.contains("demo mode")));
+    let demo = Server::start(&[]);
+    demo.wait_log(|l| l.ends_with(&format!(" POST http://{}/echo -> cat", demo.addr)));
+    demo.wait_log(|l| {
+        l.ends_with(&format!(
+            " demo mode (no route given): GET http://{}/ lists the routes",
+            demo.addr
+        ))
+    });
 }
 
 #[test]

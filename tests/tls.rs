@@ -49,6 +49,7 @@ fn curl(s: &Server, args: &[&str], path: &str) -> (Vec<u8>, String) {
 #[test]
 fn curl_over_tls_1_2_and_1_3() {
     let s = Server::with_config(&config("one", ROUTES), &[]);
+    s.wait_log(|l| l.ends_with(&format!(" POST https://{}/echo -> cat", s.addr)));
     for (flags, version) in [
         (&["--tlsv1.2", "--tls-max", "1.2"][..], "TLSv1.2"),
         (&["--tlsv1.3"][..], "TLSv1.3"),
