@@ -222,6 +222,7 @@ struct RouteDraft {
     timeout: Option<Duration>,
     /// Where `max_output` was set (the route's own place if it was not).
     max_output_origin: Origin,
+    explain: Option<bool>,
 }
 
 struct Builder {
@@ -255,6 +256,8 @@ struct Builder {
     handshake_timeout: Duration,
     routes: Vec<RouteDraft>,
     warnings: Vec<String>,
+    /// The default of the routes' `explain`.
+    explain: bool,
 }
 
 impl Default for Builder {
@@ -299,6 +302,7 @@ impl Default for Builder {
             handshake_timeout: Duration::from_secs(5),
             routes: Vec::new(),
             warnings: Vec::new(),
+            explain: false,
         }
     }
 }
@@ -452,14 +456,14 @@ fn address(s: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
 /// _), for suggestions: `Builder::set` decides what is known.
 const SETTINGS: &str = "\
     listen admin queue on_full timeout max_reading read_timeout write_timeout max_body \
-    body_memory answer_memory pace drain_timeout drain_delay quiet log_format log_file \
+    body_memory answer_memory pace drain_timeout drain_delay quiet explain log_format log_file \
     allow admin_allow trusted ban_after ban_window ban_seconds memory_yellow memory_red \
     load_yellow load_red handlers max_handlers tls_cert tls_key handshake_timeout";
 
 /// A route's settings, for suggestions: `route_from_table` decides.
 const ROUTE_SETTINGS: &str = "\
     method path command ready upstream start start_timeout cancel_grace timeout \
-    max_output content_type missing max_arg allow_options kill_grace \
+    max_output content_type explain exit_status missing max_arg allow_options kill_grace \
     cancel_on_disconnect cgi stream breaker_failures breaker_cooldown token_env worker \
     max_requests max_memory memory cpu open_files processes nice dir uid gid env";
 
@@ -470,7 +474,7 @@ const VALUE_FLAGS: &str = "\
     --log-file --log-format --handlers --tls-cert --tls-key --worker --worker-http";
 
 /// The options that take none.
-const BARE_FLAGS: &str = "-h --help -V --version --quiet --check";
+const BARE_FLAGS: &str = "-h --help -V --version --quiet --explain --check";
 
 /// "unknown setting `queu` (did you mean `queue`?)".
 fn unknown(what: &str, word: &str, known: &str) -> String {
@@ -525,6 +529,7 @@ impl Builder {
             "drain_timeout" => self.drain_timeout = v.seconds(origin)?,
             "drain_delay" => self.drain_delay = Duration::from_secs(v.count(origin, 0, 3600)?),
             "quiet" => self.quiet = v.boolean(origin)?,
+            "explain" => self.explain = v.boolean(origin)?,
             "log_format" => {
                 self.log_format = match v.string(origin)?.as_str() {
                     "text" => LogFormat::Text,
@@ -684,6 +689,7 @@ impl Builder {
             }
             let mut route = d.route;
             route.timeout = d.timeout.unwrap_or(self.timeout);
+            route.explain = d.explain.unwrap_or(self.explain);
             list.push(Arc::new(route));
         }
         Ok(Config {
@@ -777,6 +783,36 @@ fn command(argv: &[String], origin: &Origin) -> Result<Vec<Arg>, ConfigError> {
         .collect()
 }
 
+/// `exit_status = { 2 = 400, 3 = 422 }`: exit codes (1–255) and the 4xx
+/// or 5xx status each gets.
+fn exit_statuses(v: &Input, origin: &Origin) -> Result<Vec<(i32, u16)>, ConfigError> {
+    let expected = "expected a table of exit codes and statuses, like { 2 = 400, 3 = 422 }";
+    let Input::Toml(Value::Table(table)) = v else {
+        return fail(origin, expected);
+    };
+    table
+        .entries
+        .iter()
+        .map(|e| {
+            let code = e.key.parse::<i32>().ok().filter(|c| (1..=255).contains(c));
+            let status = match e.value {
+                Value::Integer(s) => u16::try_from(s).ok().filter(|s| (400..=599).contains(s)),
+                _ => None,
+            };
+            match (code, status) {
+                (Some(code), Some(status)) => Ok((code, status)),
+                _ => fail(
+                    origin,
+                    format!(
+                        "`{} = …`: {expected}; codes 1 to 255, statuses 400 to 599",
+                        e.key
+                    ),
+                ),
+            }
+        })
+        .collect()
+}
+
 /// `NAME=VALUE` sets a variable; a bare `NAME` passes the server's own value on.
 fn env_entry(s: &str, origin: &Origin) -> Result<Option<(OsString, OsString)>, ConfigError> {
     let (name, value) = match s.split_once('=') {
@@ -819,6 +855,8 @@ fn new_route(
         env: Vec::new(),
         max_output: 16 * MIB as usize,
         content_type: "text/plain; charset=utf-8".into(),
+        explain: false,
+        exit_statuses: Vec::new(),
     })
 }
 
@@ -839,7 +877,7 @@ fn route_from_table(
     // Every key is known before the command is looked for: a misspelt
     // `comand` is reported as unknown, not as a missing command.
     let mut route = new_route(method, pattern, Vec::new(), &path_origin)?;
-    let mut timeout = None;
+    let (mut timeout, mut explain) = (None, None);
     let mut max_output_origin = None;
     let (mut breaker_failures, mut breaker_cooldown) = (0, Duration::from_secs(30));
     let (mut speaks, mut recycle) = (None, Recycle::default());
@@ -879,6 +917,8 @@ fn route_from_table(
                 max_output_origin = Some(o);
             }
             "content_type" => route.content_type = v.string(&o)?,
+            "explain" => explain = Some(v.boolean(&o)?),
+            "exit_status" => route.exit_statuses = exit_statuses(&v, &o)?,
             "missing" => {
                 route.missing = match v.string(&o)?.as_str() {
                     "reject" => Missing::Reject,
@@ -989,6 +1029,7 @@ fn route_from_table(
         origin,
         route,
         timeout,
+        explain,
     })
 }
 
@@ -1089,6 +1130,7 @@ fn route_from_flag(spec: &str, origin: &Origin) -> Result<RouteDraft, ConfigErro
         max_output_origin: origin.clone(),
         route,
         timeout: None,
+        explain: None,
     })
 }
 
@@ -1113,7 +1155,7 @@ pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, Co
         match name.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--quiet" => flags.push((name, inline.or(Some("true".into())))),
+            "--quiet" | "--explain" => flags.push((name, inline.or(Some("true".into())))),
             "--check" => check = true,
             flag if VALUE_FLAGS.split_whitespace().any(|f| f == flag) => {
                 let value = match inline {
@@ -1288,6 +1330,14 @@ mod tests {
                 "f.toml:1: expected an integer, found a string",
             ),
             ("\nqueue = 0", "f.toml:2: 0 is out of range 1..=1000000"),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nexit_status = { 2 = 200 }",
+                "f.toml:4: `2 = …`: expected a table of exit codes and statuses, like { 2 = 400, 3 = 422 }; codes 1 to 255, statuses 400 to 599",
+            ),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\nexit_status = 2",
+                "f.toml:4: expected a table of exit codes and statuses, like { 2 = 400, 3 = 422 }",
+            ),
             (
                 "queu = 1",
                 "f.toml:1: unknown setting `queu` (did you mean `queue`?)",

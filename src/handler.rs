@@ -340,10 +340,20 @@ impl Handler {
                 program::run(&run, sink).map(Done::Output)
             }
         };
-        let failure = result.as_ref().err().and_then(program::Failure::reason);
+        // An exit code the route maps to a status (`exit_status`) is the
+        // program's answer that the request was bad: no failure of its own.
+        let mapped = match &result {
+            Err(program::Failure::Exit(code, _)) => route.status_for_exit(*code),
+            _ => None,
+        };
+        let failure = match &result {
+            Err(f) if mapped.is_none() => f.reason(),
+            _ => None,
+        };
         route.stats.ran(started.elapsed(), failure);
         match &result {
             Ok(_) => route.breaker.record(false),
+            Err(_) if mapped.is_some() => route.breaker.record(false),
             Err(f) if f.status().is_some() => route.breaker.record(f.is_breakdown()),
             Err(_) => {} // the client left: that says nothing of the program
         }
@@ -355,6 +365,11 @@ impl Handler {
         for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             log::event(format_args!("{} stderr: {}", job.id, Escaped(line)));
         }
+        let stderr = if route.explain {
+            stderr.to_vec()
+        } else {
+            Vec::new()
+        };
         let cut_short = stream.as_ref().is_some_and(Stream::started);
         let (status, problem) = match result {
             Ok(_) if let Some(stream) = stream => {
@@ -395,15 +410,15 @@ impl Handler {
             Err(failure) if self.state.phase() == Phase::Expired && failure.status().is_some() => {
                 (Some(503), format!("{failure} (the drain timed out)"))
             }
-            Err(failure) => (failure.status(), failure.to_string()),
+            Err(failure) => (mapped.or(failure.status()), failure.to_string()),
         };
         let program = route.command.first().map_or("", String::as_str);
+        let program = Escaped(program.as_bytes());
         log::event(format_args!(
-            "{} {} {}: `{}` {problem}",
+            "{} {} {}: `{program}` {problem}",
             job.id,
             job.head.method.as_str(),
             route.pattern,
-            Escaped(program.as_bytes()),
         ));
         match status {
             // A streamed answer already went out with its status: it can
@@ -411,6 +426,14 @@ impl Handler {
             // incomplete.
             Some(_) if cut_short => Outcome::CutShort,
             Some(503) => Outcome::Answer(Response::unavailable(1, head_only)),
+            Some(status) if route.explain => {
+                let mut why = format!("`{program}` {problem}\n").into_bytes();
+                if !stderr.is_empty() {
+                    why.extend_from_slice(b"stderr (its end):\n");
+                    why.extend_from_slice(&stderr);
+                }
+                Outcome::Answer(Response::explained(status, &why, head_only))
+            }
             Some(status) => Outcome::Answer(Response::plain(status, &[], head_only)),
             None => Outcome::ClientGone,
         }

@@ -118,9 +118,24 @@ pub struct Route {
     /// Most bytes of stdout kept; beyond it the program is killed and 502 answered.
     pub max_output: usize,
     pub content_type: String,
+    /// Put the reason in the body of a 4xx/5xx the server answers for the
+    /// route (`explain`): what was missing, how the program failed, the end
+    /// of its stderr. Off: the client learns only the status.
+    pub explain: bool,
+    /// Statuses for a program's exit codes (`exit_status = { 2 = 400 }`):
+    /// a program that says the request was bad is not a failing one.
+    pub exit_statuses: Vec<(i32, u16)>,
 }
 
 impl Route {
+    /// The status the route gives a program's exit `code`, if it names one.
+    pub fn status_for_exit(&self, code: i32) -> Option<u16> {
+        self.exit_statuses
+            .iter()
+            .find(|&&(c, _)| c == code)
+            .map(|&(_, status)| status)
+    }
+
     /// Why this route's program cannot run, as far as its files tell before
     /// any request: not in its PATH, not an executable file, or an
     /// interpreter's script that does not exist. None if it can, or if the
@@ -338,6 +353,8 @@ mod tests {
             env: vec![],
             max_output: 1,
             content_type: String::new(),
+            explain: false,
+            exit_statuses: vec![],
         })
     }
 

@@ -570,3 +570,66 @@ allow_options = true
     assert_eq!(s.get("/allowed?k=-x").text(), "[-x]");
     assert_eq!(s.metric("fiddler_bans_active"), 0);
 }
+
+/// `explain` puts the reason in the body of an error the server answers;
+/// `exit_status` maps a program's exit code to a status, and such an exit
+/// is the program's answer, not a failure. Both are off by default.
+#[test]
+fn explain_and_exit_status() {
+    let config = r#"
+[[route]]
+path = "/strict"
+command = ["sh", "-c", "echo 'no name given' >&2; exit 2"]
+exit_status = { 2 = 400, 3 = 422 }
+breaker_failures = 1
+[[route]]
+path = "/crash"
+command = ["sh", "-c", "echo boom >&2; exit 3"]
+explain = true
+[[route]]
+path = "/hello"
+command = ["echo", "{query.name}"]
+explain = true
+[[route]]
+path = "/quiet"
+command = ["sh", "-c", "echo boom >&2; exit 3"]
+"#;
+    let s = Server::with_config(&format!("explain = true\n{config}"), &[]);
+    for _ in 0..2 {
+        let r = s.get("/strict");
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.text(),
+            "400 Bad Request\n`sh` exited with code 2\nstderr (its end):\nno name given\n"
+        );
+    }
+    // No failure: the breaker (open after one) never opened.
+    assert_eq!(
+        s.metric("fiddler_program_failures_total{route=\"ANY /strict\",reason=\"exit\"}"),
+        0
+    );
+    let r = s.get("/crash");
+    assert_eq!(r.status, 502);
+    assert_eq!(
+        r.text(),
+        "502 Bad Gateway\n`sh` exited with code 3\nstderr (its end):\nboom\n"
+    );
+    let r = s.get("/hello");
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        "400 Bad Request\n{query.name} is missing from the request\n"
+    );
+    // `explain = true` at the top is every route's default.
+    assert!(s.get("/quiet").text().contains("boom"));
+    // Off by default: the status alone.
+    let plain = Server::with_config(config, &[]);
+    assert_eq!(plain.get("/quiet").text(), "502 Bad Gateway\n");
+    assert_eq!(plain.get("/strict").text(), "400 Bad Request\n");
+    // --explain turns it on for routes given on the command line too.
+    let flag = Server::start(&["--explain", "--route", "GET /f=false"]);
+    assert_eq!(
+        flag.get("/f").text(),
+        "502 Bad Gateway\n`false` exited with code 1\n"
+    );
+}

@@ -731,7 +731,11 @@ impl Gate {
             )
             .map_err(|e| {
                 log::event(format_args!("{id} {}: refused: {e}", route.pattern));
-                Response::plain(400, &[], head_only)
+                if route.explain {
+                    Response::explained(400, e.to_string().as_bytes(), head_only)
+                } else {
+                    Response::plain(400, &[], head_only)
+                }
             })?,
         };
         let slot = Slot::take(&self.state).ok_or_else(|| Response::unavailable(1, head_only))?;

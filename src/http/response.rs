@@ -72,7 +72,20 @@ impl Response {
 
     /// The server's own short answer for `status`: text naming the status.
     pub fn plain(status: u16, headers: &[(&str, &str)], head_only: bool) -> Response {
-        let body = format!("{status} {}\n", reason(status)).into_bytes();
+        Response::text(status, headers, b"", head_only)
+    }
+
+    /// The same, with the reason after the status line (`explain`).
+    pub fn explained(status: u16, why: &[u8], head_only: bool) -> Response {
+        Response::text(status, &[], why, head_only)
+    }
+
+    fn text(status: u16, headers: &[(&str, &str)], why: &[u8], head_only: bool) -> Response {
+        let mut body = format!("{status} {}\n", reason(status)).into_bytes();
+        body.extend_from_slice(why);
+        if !body.ends_with(b"\n") {
+            body.push(b'\n');
+        }
         let mut all = Vec::with_capacity(headers.len() + 1);
         all.push(("Content-Type", "text/plain; charset=utf-8"));
         all.extend_from_slice(headers);
