@@ -153,14 +153,14 @@ fn fail<T>(origin: &Origin, message: impl Into<String>) -> Result<T, ConfigError
     })
 }
 
-pub const HELP: &str = "\
+const HELP: &str = "\
 fiddler_crab: runs one program per HTTP request, one at a time, with a bounded queue.
 
 usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']…
 
   -c FILE                 config file (TOML subset); flags override it
   --listen ADDR           where to serve                     [127.0.0.1:8080]
-  --admin ADDR|off        /health /ready /metrics            [127.0.0.1:8081]
+  --admin ADDR|off        /health /ready /metrics /status    [127.0.0.1:8081]
   --queue N               most requests held, running included          [64]
   --on-full close|503|backlog   what a connection gets when full     [close]
   --timeout SECS          a program's deadline (504 after it)           [60]
@@ -185,9 +185,12 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARG…']�
   --worker-http 'METHOD PATH=PROGRAM ARG… {port}'  the same, for a program
                           that serves HTTP on the port it is given
   --quiet                 no access log
-  --check                 read the config, look for each route's program,
-                          and exit: 0 all good, 1 a program not found,
-                          2 a bad config (FILE:LINE: what is wrong)
+  --explain               put the reason of a 4xx/5xx the server answers in
+                          its body (a program's exit, its stderr's end)
+  --check                 read the config, look for each route's program
+                          (and an interpreter's script), and exit: 0 all
+                          good, 1 a program cannot run, 2 a bad config
+                          (FILE:LINE: what is wrong)
   --version, --help
 
 Signals: SIGTERM or SIGINT drains (no new connection, held requests finish
@@ -195,18 +198,7 @@ within drain-timeout, then exit 0), a second one exits at once; SIGHUP
 reopens the log file and reloads the routes from the config file.
 
 With no route at all it serves a demo: POST /echo runs cat, GET / lists routes.
-Config file keys: the long option names with _ for -, plus write_timeout,
-body_memory, answer_memory, allow, admin_allow, trusted, ban_after, ban_window, ban_seconds,
-memory_yellow, memory_red, load_yellow, load_red (the traffic light),
-max_handlers (for handlers = \"auto\", default 2), handshake_timeout (TLS,
-default 5), and
-[[route]] tables (method, path, command, timeout, env, max_output,
-content_type, cgi, stream, missing, max_arg, allow_options, kill_grace,
-cancel_on_disconnect, breaker_failures, breaker_cooldown, token_env,
-worker, max_requests, max_memory, ready, upstream, start, start_timeout,
-cancel_grace,
-memory, cpu, open_files, processes, nice, dir, uid, gid). See README.md.
-";
+The config file's keys (README.md says what each does):";
 
 const DEMO: &str = r#"
 [[route]]
@@ -453,19 +445,22 @@ fn address(s: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
 }
 
 /// The global settings, as the file names them (flags are these with - for
-/// _), for suggestions: `Builder::set` decides what is known.
-const SETTINGS: &str = "\
-    listen admin queue on_full timeout max_reading read_timeout write_timeout max_body \
-    body_memory answer_memory pace drain_timeout drain_delay quiet explain log_format log_file \
-    allow admin_allow trusted ban_after ban_window ban_seconds memory_yellow memory_red \
-    load_yellow load_red handlers max_handlers tls_cert tls_key handshake_timeout";
+/// _), for --help and suggestions: `Builder::set` decides what is known.
+const SETTINGS: &str = "
+  listen admin queue on_full timeout max_reading read_timeout write_timeout
+  max_body body_memory answer_memory pace drain_timeout drain_delay quiet
+  explain log_format log_file allow admin_allow trusted ban_after ban_window
+  ban_seconds memory_yellow memory_red load_yellow load_red handlers
+  max_handlers tls_cert tls_key handshake_timeout";
 
-/// A route's settings, for suggestions: `route_from_table` decides.
-const ROUTE_SETTINGS: &str = "\
-    method path command ready upstream start start_timeout cancel_grace timeout \
-    max_output content_type explain exit_status missing max_arg allow_options kill_grace \
-    cancel_on_disconnect cgi stream breaker_failures breaker_cooldown token_env worker \
-    max_requests max_memory memory cpu open_files processes nice dir uid gid env";
+/// A route's settings, for --help and suggestions: `route_from_table`
+/// decides.
+const ROUTE_SETTINGS: &str = "
+  method path command ready upstream start start_timeout cancel_grace timeout
+  max_output content_type explain exit_status missing max_arg allow_options
+  kill_grace cancel_on_disconnect cgi stream breaker_failures
+  breaker_cooldown token_env worker max_requests max_memory memory cpu
+  open_files processes nice dir uid gid env";
 
 /// The options that take a value.
 const VALUE_FLAGS: &str = "\
@@ -475,6 +470,11 @@ const VALUE_FLAGS: &str = "\
 
 /// The options that take none.
 const BARE_FLAGS: &str = "-h --help -V --version --quiet --explain --check";
+
+/// --help: the options, then the keys of the config file.
+pub fn help() -> String {
+    format!("{HELP}{SETTINGS}\nand in each [[route]] table:{ROUTE_SETTINGS}\n")
+}
 
 /// "unknown setting `queu` (did you mean `queue`?)".
 fn unknown(what: &str, word: &str, known: &str) -> String {

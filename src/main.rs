@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         },
         Ok(Command::Check(config)) => check(&config),
         Ok(Command::Help) => {
-            print!("{}", config::HELP);
+            print!("{}", config::help());
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {

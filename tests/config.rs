@@ -210,6 +210,12 @@ fn help_and_version() {
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, Some(0));
     assert!(out.contains("--on-full close|503|backlog"));
+    assert!(out.contains("/health /ready /metrics /status"), "{out}");
+    // The keys of the file, a route's among them.
+    assert!(
+        out.contains(" answer_memory ") && out.contains(" exit_status "),
+        "{out}"
+    );
     let (code, out, _) = run(&["--version"]);
     assert_eq!(
         (code, out.trim()),
