@@ -310,6 +310,40 @@ fn metrics_parse_as_prometheus_text() {
     );
 }
 
+/// The Grafana dashboard in deploy/ asks only for metrics /metrics emits.
+#[test]
+fn the_grafana_dashboard_asks_for_metrics_that_exist() {
+    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /fail=false"]);
+    assert_eq!(s.post("/echo", b"x").status, 200);
+    assert_eq!(s.get("/fail").status, 502);
+    let metrics = s.admin_get("/metrics").text();
+    let emitted: Vec<&str> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/fiddler_crab.json"
+    );
+    let dashboard = std::fs::read_to_string(path).unwrap();
+    let queries: Vec<&str> = dashboard
+        .lines()
+        .filter(|l| l.contains("\"expr\":") || l.contains("label_values("))
+        .collect();
+    assert!(queries.len() >= 10, "{queries:?}");
+    for query in queries {
+        for name in query.split("fiddler_").skip(1) {
+            let mut rest = name.split(|c: char| !c.is_ascii_alphanumeric() && c != '_');
+            let name = format!("fiddler_{}", rest.next().unwrap());
+            assert!(
+                emitted.contains(&name.as_str()),
+                "{name} is not in /metrics: {query}"
+            );
+        }
+    }
+}
+
 #[test]
 fn ready_turns_503_while_the_queue_is_full_and_back() {
     let (s, _control, mut first, held) = busy(&["--queue", "1"], "a");
