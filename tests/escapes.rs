@@ -176,7 +176,7 @@ fn without_a_cgroup_the_process_group_dies_with_a_hung_program() {
         &config,
         format!(
             "[[route]]\npath = \"/hang\"\ntimeout = 1\ncommand = [\"sh\", \"-c\", \
-             \"sleep 1021 & echo $! > {}; exec sleep 1022\"]\n",
+             \"sleep 1021 & echo $! $$ > {}; exec sleep 1022\"]\n",
             mark.display()
         ),
     )
@@ -186,23 +186,38 @@ fn without_a_cgroup_the_process_group_dies_with_a_hung_program() {
     let mut c = s.connect();
     c.write_all(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    wait_running("1022");
-    let child = std::fs::read_to_string(&mark).unwrap();
-    assert!(
-        !child.trim().is_empty(),
-        "the background child never started"
-    );
-    // At its deadline the program (sleep 1022) is signalled with its whole
-    // group: once it is gone, the child must follow within moments.
-    wait_gone("1022");
+    // The child's pid, then the program's (which becomes sleep 1022).
+    let pids: Vec<u32> = wait_for(Duration::from_millis(5), || {
+        let text = std::fs::read_to_string(&mark).unwrap_or_default();
+        let pids: Vec<u32> = text
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        match pids.len() {
+            2 => Ok(pids),
+            _ => Err(format!("the program has not started: {text:?}")),
+        }
+    });
+    let (child, program) = (pids[0], pids[1]);
+    let runs = |pid: u32, seconds: &str| sleeping(seconds).contains(&pid);
+    wait_for(Duration::from_millis(5), || match runs(program, "1022") {
+        true => Ok(()),
+        false => Err("the program never became sleep 1022".into()),
+    });
+    // At its deadline the program is signalled with its whole group: once
+    // it is gone, the child must follow within moments.
+    wait_for(Duration::from_millis(5), || match runs(program, "1022") {
+        true => Err("the hung program was never stopped".into()),
+        false => Ok(()),
+    });
     wait_within(
         Duration::from_secs(10),
         Duration::from_millis(5),
-        || match sleeping("1021")[..] {
-            [] => Ok(()),
-            ref left => Err(format!(
-                "the hung program's process group left its child: {left:?}"
+        || match runs(child, "1021") {
+            true => Err(format!(
+                "the hung program's process group left its child {child}"
             )),
+            false => Ok(()),
         },
     );
     assert_eq!(support::read_reply(&mut c).status, 504);
