@@ -871,12 +871,29 @@ async def fill_queue(run: Run) -> Tuple[List[asyncio.StreamWriter], Metrics]:
     return held, await wait_for_metric(run, lambda m: m.get("fiddler_queue_depth") == capacity, "a full queue")
 
 
+async def touch(addr: Tuple[str, int], timeout: float) -> Outcome:
+    """Connects and closes at once, sending nothing: a port scan, a load
+    balancer's TCP check."""
+    start = time.monotonic()
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(*addr), max(timeout, 0.001))
+    except asyncio.TimeoutError:
+        return Outcome("timeout", start, time.monotonic())
+    except OSError as e:
+        return Outcome(f"error:{errno_name(e)}", start, time.monotonic())
+    writer.close()
+    return Outcome("closed", start, time.monotonic())
+
+
 async def scenario_dropcost(run: Run) -> Dict[str, object]:
-    """Server CPU per excess connection, handler busy and queue full."""
+    """Server CPU per excess connection, handler busy and queue full (or,
+    with --room, per connection taken in; with --silent, that sends nothing)."""
     a, server = run.args, run.server
     if not server.pid:
         raise Usage("dropcost needs --pid (or --spawn)")
-    if server.admin_port:
+    if a.room:
+        held, before = [], (await server.metrics() if server.admin_port else {})
+    elif server.admin_port:
         held, before = await fill_queue(run)
     else:
         # Any server: hold --hold requests (a peer's bound, made full), give
@@ -889,16 +906,25 @@ async def scenario_dropcost(run: Run) -> Dict[str, object]:
     main_thread = f"{server.pid}/task/{server.pid}"
     cpu0, main0, cg0 = cpu_ticks(server.pid), cpu_ticks(main_thread), cgroup_usec(a.cgroup)
     t0 = time.monotonic()
-    outcomes = await bounded(a.concurrency, (exchange(server.addr, payload, run.left(a.request_timeout))
-                                             for _ in range(a.n)))
+    def one():
+        if a.silent:
+            return touch(server.addr, run.left(a.request_timeout))
+        return exchange(server.addr, payload, run.left(a.request_timeout))
+    outcomes = await bounded(a.concurrency, (one() for _ in range(a.n)))
     wall = time.monotonic() - t0
+    if a.room and before:
+        # Taken in, they are the gate's until it reads their close.
+        reading = 'fiddler_connections{state="reading"}'
+        await wait_for_metric(run, lambda m: metric(m, reading) == 0, "the connections closed")
+    elif a.room:
+        await asyncio.sleep(1)  # another server: time to close what it took in
     cpu1, main1, cg1 = cpu_ticks(server.pid), cpu_ticks(main_thread), cgroup_usec(a.cgroup)
-    after = await server.settle(before, len(outcomes)) if before else {}
+    after = await server.settle(before, len(outcomes)) if before and not a.room else before
     for w in held:
         w.transport.abort()
-    steady = after and after.get("fiddler_queue_depth") == capacity and metric(
+    steady = not a.room and after and after.get("fiddler_queue_depth") == capacity and metric(
         after, "fiddler_programs_started_total") == metric(before, "fiddler_programs_started_total")
-    if after and not steady:
+    if after and not steady and not a.room:
         run.notes.append("the handler did not stay busy with a full queue (a --hold-path shorter than the run, "
                          "or than the server's --timeout?): the CPU is not only that of drops, and the "
                          "held requests' answers are in the server's counts")
@@ -1264,6 +1290,10 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
                    help="without --admin-port (any server): requests to --hold-path held open first [0]")
     p.add_argument("--hold-settle", type=float, default=1.0,
                    help="without --admin-port: s the held requests get to reach the server's queue [1]")
+    p.add_argument("--room", action="store_true",
+                   help="leave the queue empty: each connection is taken in, not excess")
+    p.add_argument("--silent", action="store_true",
+                   help="send nothing: connect and close at once (a port scan, a TCP health check)")
     p = scenario("garbage", "/echo")
     p.add_argument("--cases", type=count(MAX_SENDS), default=500, help="[500]")
     p.add_argument("--seed", type=int, default=7, help="[7]")

@@ -42,13 +42,20 @@ const BROKEN_STREAK: u32 = 3;
 pub struct Door {
     addr: SocketAddr,
     socket: Mutex<Arc<TcpListener>>,
+    /// Seconds of TCP_DEFER_ACCEPT.
+    hold: u32,
 }
 
 impl Door {
-    pub fn new(socket: TcpListener) -> io::Result<Door> {
+    /// The door of `socket`; the kernel holds a new connection until its
+    /// first bytes or its close, for up to about `hold` (TCP_DEFER_ACCEPT).
+    pub fn new(socket: TcpListener, hold: Duration) -> io::Result<Door> {
+        let hold = u32::try_from(hold.as_secs().max(1)).unwrap_or(u32::MAX);
+        sys::defer_accept(&socket, hold)?;
         Ok(Door {
             addr: socket.local_addr()?,
             socket: Mutex::new(Arc::new(socket)),
+            hold,
         })
     }
 
@@ -71,7 +78,9 @@ impl Door {
         let mut slot = self.socket.lock().unwrap_or_else(PoisonError::into_inner);
         // The old one stops listening first, so the address is free.
         let _ = sys::shutdown(&**slot);
-        let new = Arc::new(TcpListener::bind(self.addr)?);
+        let new = TcpListener::bind(self.addr)?;
+        sys::defer_accept(&new, self.hold)?;
+        let new = Arc::new(new);
         *slot = Arc::clone(&new);
         Ok(new)
     }
@@ -179,6 +188,13 @@ impl Listener {
                         continue; // dropping the stream closes it
                     }
                 }
+            }
+            // Held by the kernel until it sent its first bytes or closed: one
+            // that closed unread (a port scan, a TCP health check) ends here,
+            // with nothing to hand on. (A socket that cannot be made
+            // non-blocking cannot be served.)
+            if stream.set_nonblocking(true).is_err() || matches!(stream.peek(&mut [0]), Ok(0)) {
+                continue;
             }
             // A full mailbox means the gate is behind: the connection is closed.
             self.inbox.offer(ToGate::Accepted(conn(stream, peer)));

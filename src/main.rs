@@ -153,7 +153,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
     };
-    let door = Arc::new(Door::new(bind(config.listen)?)?);
+    let door = Arc::new(Door::new(bind(config.listen)?, config.read_timeout)?);
     let admin = config.admin.map(bind).transpose()?;
     log::announce(format_args!("listening on {}", door.addr()));
     let scheme = if config.tls.is_some() {

@@ -92,6 +92,13 @@ mod ffi {
         pub fn signal(sig: c_int, handler: usize) -> usize;
         pub fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
         pub fn shutdown(fd: c_int, how: c_int) -> c_int;
+        pub fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_int,
+            len: u32,
+        ) -> c_int;
         pub fn __errno_location() -> *mut c_int;
         pub fn mallopt(param: c_int, value: c_int) -> c_int;
     }
@@ -676,6 +683,30 @@ pub fn forward_signals(signals: &[i32]) -> io::Result<PipeReader> {
 
 /// Shuts a listening socket down: a thread blocked in `accept` on it wakes
 /// with an error, and the kernel refuses new connections to it.
+/// Lets the kernel hold each new connection until its first bytes (or its
+/// close) arrive, for up to about `seconds` (TCP_DEFER_ACCEPT): one that
+/// stays silent costs the server nothing meanwhile.
+pub fn defer_accept(listener: &impl AsRawFd, seconds: u32) -> io::Result<()> {
+    const IPPROTO_TCP: c_int = 6;
+    const TCP_DEFER_ACCEPT: c_int = 9;
+    let seconds = c_int::try_from(seconds).unwrap_or(c_int::MAX);
+    // SAFETY: setsockopt reads `len` (4) bytes at `value`, a live c_int; the
+    // descriptor is kept open by the borrow.
+    let done = unsafe {
+        ffi::setsockopt(
+            listener.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_DEFER_ACCEPT,
+            &seconds,
+            4,
+        )
+    };
+    if done != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn shutdown(socket: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: shutdown takes a descriptor (kept open by the borrow) and a flag.
     if unsafe { ffi::shutdown(socket.as_raw_fd(), SHUT_RDWR) } != 0 {

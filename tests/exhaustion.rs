@@ -11,16 +11,24 @@
 
 mod support;
 
+use std::io::Write;
 use support::{Server, heavy};
 
 #[test]
 fn out_of_descriptors_the_server_backs_off_and_recovers() {
     let _heavy = heavy();
     let s = Server::with_fd_limit(48, &["--route", "POST /echo=cat", "--read-timeout", "600"]);
-    // Silent connections take every descriptor the server has.
-    let silent: Vec<_> = (0..80).map(|_| s.connect()).collect();
+    // Connections that began a request take every descriptor the server
+    // has (silent ones would wait in the kernel: TCP_DEFER_ACCEPT).
+    let begun: Vec<_> = (0..80)
+        .map(|_| {
+            let mut c = s.connect();
+            c.write_all(b"P").unwrap();
+            c
+        })
+        .collect();
     s.wait_log(|l| l.contains("accept failed") && l.contains("Too many open files"));
-    drop(silent);
+    drop(begun);
     // The closed connections are let go (read: end of file) and the next
     // request finds descriptors for itself and for its program's pipes.
     let r = s.post("/echo", b"still here");

@@ -1,6 +1,7 @@
-//! Slow clients cost nothing: sockets that never send, and sockets that
-//! trickle their head a byte at a time, cannot lock out a prompt client,
-//! because the oldest still-reading connection makes way for a new one.
+//! Slow clients cost nothing: sockets that never send wait in the kernel,
+//! and sockets that stall or trickle their head a byte at a time cannot
+//! lock out a prompt client, because the oldest still-reading connection
+//! makes way for a new one.
 
 #![allow(
     clippy::unwrap_used,
@@ -33,6 +34,7 @@ fn slowloris_cannot_lock_out_a_prompt_client() {
         "600",
     ]);
     let silent: Vec<TcpStream> = (0..MAX_READING + 100).map(|_| s.connect()).collect();
+    let stalled: Vec<TcpStream> = (0..MAX_READING + 100).map(|_| begun(&s)).collect();
     let tricklers: Vec<TcpStream> = (0..MAX_READING + 100).map(|_| s.connect()).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let trickle = {
@@ -61,7 +63,27 @@ fn slowloris_cannot_lock_out_a_prompt_client() {
     assert!(s.metric("fiddler_connections{state=\"reading\"}") <= MAX_READING as u64);
     stop.store(true, Ordering::Relaxed);
     let tricklers = trickle.join().unwrap();
-    drop((silent, tricklers));
+    drop((silent, stalled, tricklers));
+}
+
+/// A connection that has sent nothing is the kernel's to hold
+/// (TCP_DEFER_ACCEPT): it takes no place among the connections read.
+#[test]
+fn a_silent_connection_waits_in_the_kernel() {
+    let s = Server::start(&["--route", "POST /echo=cat", "--read-timeout", "600"]);
+    let silent: Vec<TcpStream> = (0..50).map(|_| s.connect()).collect();
+    // Accepted after them, answered: had they been taken in, they would
+    // be read now.
+    assert_eq!(s.post("/echo", b"prompt").text(), "prompt");
+    assert_eq!(s.metric("fiddler_connections{state=\"reading\"}"), 0);
+    drop(silent);
+}
+
+/// A connection that sent the start of a request and stopped.
+fn begun(s: &Server) -> TcpStream {
+    let mut c = s.connect();
+    c.write_all(b"POST /echo HTTP/1.1\r\n").unwrap();
+    c
 }
 
 #[test]
@@ -108,14 +130,14 @@ fn the_oldest_reader_is_evicted_not_the_newest() {
         "600",
     ]);
     let evicted = "fiddler_dropped_total{reason=\"evicted\"}";
-    let silent: Vec<TcpStream> = (0..5).map(|_| s.connect()).collect();
+    let stalled: Vec<TcpStream> = (0..5).map(|_| begun(&s)).collect();
     s.wait_metric("fiddler_connections{state=\"reading\"}", |n| n == 5);
     let mut prompt = s.connect();
     prompt
         .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\n")
         .unwrap();
     s.wait_metric(evicted, |n| n == 1);
-    let newer: Vec<TcpStream> = (0..3).map(|_| s.connect()).collect();
+    let newer: Vec<TcpStream> = (0..3).map(|_| begun(&s)).collect();
     s.wait_metric(evicted, |n| n == 4);
     prompt.write_all(b"Content-Length: 2\r\n\r\nhi").unwrap();
     let r = support::read_reply(&mut prompt);
@@ -124,7 +146,7 @@ fn the_oldest_reader_is_evicted_not_the_newest() {
         (200, "hi"),
         "the reader evicted was not the oldest"
     );
-    drop((silent, newer));
+    drop((stalled, newer));
 }
 
 /// An answer its client does not read is closed at `write_timeout`, and
