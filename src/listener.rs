@@ -191,9 +191,8 @@ impl Listener {
             }
             // Held by the kernel until it sent its first bytes or closed: one
             // that closed unread (a port scan, a TCP health check) ends here,
-            // with nothing to hand on. (A socket that cannot be made
-            // non-blocking cannot be served.)
-            if stream.set_nonblocking(true).is_err() || matches!(stream.peek(&mut [0]), Ok(0)) {
+            // with nothing to hand on.
+            if sys::closed_unread(&stream) {
                 continue;
             }
             // A full mailbox means the gate is behind: the connection is closed.

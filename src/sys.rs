@@ -92,6 +92,7 @@ mod ffi {
         pub fn signal(sig: c_int, handler: usize) -> usize;
         pub fn write(fd: c_int, buf: *const u8, count: usize) -> isize;
         pub fn shutdown(fd: c_int, how: c_int) -> c_int;
+        pub fn recv(fd: c_int, buf: *mut u8, len: usize, flags: c_int) -> isize;
         pub fn setsockopt(
             fd: c_int,
             level: c_int,
@@ -705,6 +706,18 @@ pub fn defer_accept(listener: &impl AsRawFd, seconds: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// True if the peer closed the connection without sending a byte: a look
+/// that neither blocks nor takes anything (MSG_PEEK | MSG_DONTWAIT).
+pub fn closed_unread(socket: &impl AsRawFd) -> bool {
+    const MSG_PEEK: c_int = 0x2;
+    const MSG_DONTWAIT: c_int = 0x40;
+    let mut byte = 0u8;
+    // SAFETY: recv writes at most `len` (1) byte into `byte`, which lives
+    // across the call; the descriptor is kept open by the borrow.
+    let n = unsafe { ffi::recv(socket.as_raw_fd(), &mut byte, 1, MSG_PEEK | MSG_DONTWAIT) };
+    n == 0
 }
 
 pub fn shutdown(socket: &impl AsRawFd) -> io::Result<()> {

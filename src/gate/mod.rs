@@ -384,8 +384,10 @@ impl Gate {
         }
     }
 
-    /// Takes in a connection the listener accepted (and made non-blocking).
     fn accept(&mut self, mut conn: Conn) {
+        if conn.stream.set_nonblocking(true).is_err() {
+            return;
+        }
         if let Some(tls) = &self.settings.tls {
             match tls.session() {
                 Ok(session) => conn.transport = session,
