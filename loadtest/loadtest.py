@@ -1233,6 +1233,10 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
     g.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     g.add_argument("--cgroup", help="a cgroup directory the server runs in: its CPU, children included, "
                                     "in microseconds (seq, dropcost, idle and the server summary)")
+    g.add_argument("--stalled", type=int, default=0,
+                   help="connections that sent the start of a request and stall, held open through the "
+                        "scenario: the server's cost per event beside N open connections (it needs "
+                        "--max-reading above N) [0]")
     g = common.add_argument_group("bounds and output")
     g.add_argument("--timeout", type=float, default=120, help="the whole scenario, s [120]")
     g.add_argument("--max-rss-mb", type=float, help="a promise: the server's tree never above it")
@@ -1361,6 +1365,23 @@ def server_report(run: Run, watcher: Optional[Watcher], cpu0: Dict[str, Optional
     return out
 
 
+async def stall(run: Run, n: int) -> List[asyncio.StreamWriter]:
+    """n connections that sent the start of a request and wait, taken in by
+    the server (its reading count, if it has /metrics) before the scenario."""
+    head = f"POST {run.args.path} HTTP/1.1\r\n".encode()
+    held = []
+    for _ in range(n):
+        _, writer = await asyncio.open_connection(*run.server.addr)
+        writer.write(head)
+        held.append(writer)
+    if run.server.admin_port:
+        reading = 'fiddler_connections{state="reading"}'
+        await wait_for_metric(run, lambda m: metric(m, reading) >= n, f"{n} stalled connections read", 60)
+    else:
+        await asyncio.sleep(1)
+    return held
+
+
 async def run_scenario(args: argparse.Namespace, server_args: List[str]) -> Tuple[Dict[str, object], int]:
     """Finds or starts the server, runs the scenario within --timeout; the
     report and the exit status."""
@@ -1374,6 +1395,7 @@ async def run_scenario(args: argparse.Namespace, server_args: List[str]) -> Tupl
             raise Usage(f"no process {server.pid}")
     run = Run(server, args, time.monotonic() + args.timeout)
     watcher = Watcher(server.pid, args.sample_ms / 1000) if server.pid else None
+    stalled = await stall(run, args.stalled) if args.stalled else []
     cpu0: Dict[str, Optional[int]] = {**cpu_ticks(server.pid), "cgroup": cgroup_usec(args.cgroup)} if server.pid else {}
     try:
         if watcher:
@@ -1389,7 +1411,11 @@ async def run_scenario(args: argparse.Namespace, server_args: List[str]) -> Tupl
             if watcher:
                 watcher.stop()
         finally:
+            for w in stalled:
+                w.transport.abort()
             server.stop()
+    if stalled:
+        report["stalled connections held open"] = len(stalled)
     return report, (1 if run.broken else 0)
 
 
