@@ -259,16 +259,22 @@ fn metrics_and_status_count_what_happened() {
     );
 }
 
+/// /metrics of a server that answered 200, 502 and 404: every family of a
+/// server without warm workers has samples.
+fn metrics_with_samples() -> String {
+    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /fail=false"]);
+    assert_eq!(s.post("/echo", b"x").status, 200);
+    assert_eq!(s.get("/fail").status, 502);
+    assert_eq!(s.get("/nowhere").status, 404);
+    s.admin_get("/metrics").text()
+}
+
 /// /metrics as Prometheus's own parser (Python's `prometheus_client`, the
 /// Debian package, as scrapers and agents use it) reads it: every family
 /// typed and holding its samples, none split into untyped pieces.
 #[test]
 fn metrics_parse_as_prometheus_text() {
-    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /fail=false"]);
-    assert_eq!(s.post("/echo", b"x").status, 200);
-    assert_eq!(s.get("/fail").status, 502);
-    assert_eq!(s.get("/nowhere").status, 404);
-    let text = s.admin_get("/metrics").body;
+    let text = metrics_with_samples().into_bytes();
     let mut parser = Command::new("/usr/bin/python3")
         .args([
             "-c",
@@ -313,10 +319,7 @@ fn metrics_parse_as_prometheus_text() {
 /// The Grafana dashboard in deploy/ asks only for metrics /metrics emits.
 #[test]
 fn the_grafana_dashboard_asks_for_metrics_that_exist() {
-    let s = Server::start(&["--route", "POST /echo=cat", "--route", "GET /fail=false"]);
-    assert_eq!(s.post("/echo", b"x").status, 200);
-    assert_eq!(s.get("/fail").status, 502);
-    let metrics = s.admin_get("/metrics").text();
+    let metrics = metrics_with_samples();
     let emitted: Vec<&str> = metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
