@@ -14,7 +14,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::time::Duration;
-use support::{Reply, Server, TempDir, read_reply, read_until, wait_for};
+use support::{Reply, Server, TempDir, read_reply, read_until, wait_for, wait_within};
 
 const WORKER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/http_worker.py");
 
@@ -123,6 +123,15 @@ fn the_worker_never_sees_two_requests_at_once() {
     );
 }
 
+/// Waits until the worker wrote who it is to `left` (it does so when its
+/// connection closes): promptly after the client left, 30 s at the most.
+fn upstream_closed(left: &std::path::Path) -> String {
+    wait_within(Duration::from_secs(30), Duration::from_millis(5), || {
+        std::fs::read_to_string(left)
+            .map_err(|e| format!("the upstream stayed open after its client left: {e}"))
+    })
+}
+
 #[test]
 fn a_client_that_leaves_closes_the_upstream_and_the_worker_stays() {
     let dir = TempDir::new();
@@ -135,9 +144,7 @@ fn a_client_that_leaves_closes_the_upstream_and_the_worker_stays() {
     read_until(&mut c, "data: tick");
     drop(c);
     // The worker saw its connection close (it writes down who it is then).
-    let who = wait_for(Duration::from_millis(5), || {
-        std::fs::read_to_string(&left).map_err(|e| format!("{}: {e}", left.display()))
-    });
+    let who = upstream_closed(&left);
     assert_eq!(who, pid);
     // The same worker answers the next request.
     assert_eq!(worker_pid(&s), pid);
@@ -165,9 +172,7 @@ fn a_client_that_leaves_before_any_answer_closes_the_upstream() {
         seen.contains("/v1/quiet").then_some(()).ok_or(seen)
     });
     drop(c);
-    let who = wait_for(Duration::from_millis(5), || {
-        std::fs::read_to_string(&left).map_err(|e| format!("{}: {e}", left.display()))
-    });
+    let who = upstream_closed(&left);
     assert_eq!(who, pid);
     assert_eq!(worker_pid(&s), pid);
 }

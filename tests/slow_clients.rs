@@ -17,7 +17,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::{Server, heavy};
+use support::{Server, heavy, wait_within};
 
 const MAX_READING: usize = 20;
 
@@ -162,9 +162,18 @@ fn an_unread_answer_is_closed_at_write_timeout() {
     let mut c = s.connect();
     c.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    s.wait_metric("fiddler_dropped_total{reason=\"answer_abandoned\"}", |n| {
-        n == 1
-    });
+    // Closed at its deadline, 1 s: within 30 s, or the deadline is not kept.
+    let abandoned = "fiddler_dropped_total{reason=\"answer_abandoned\"}";
+    wait_within(
+        Duration::from_secs(30),
+        Duration::from_millis(5),
+        || match s.metric(abandoned) {
+            1 => Ok(()),
+            n => Err(format!(
+                "write_timeout = 1 did not close the unread answer: {abandoned} {n}"
+            )),
+        },
+    );
     assert_eq!(s.metric("fiddler_connections{state=\"writing\"}"), 0);
     let (got, _) = support::read_all(&mut c);
     assert!(got.len() < 20_000_000, "the answer was cut at the deadline");
