@@ -596,7 +596,6 @@ impl Builder {
         Ok(())
     }
 
-    /// Adds a route; one for the same method and path replaces it (flags override the file).
     /// Adds a route. One with the method and path of a route of the file
     /// replaces it if it comes from a flag (flags override the file), and
     /// is refused otherwise: two in one place are a mistake.
