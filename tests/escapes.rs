@@ -33,11 +33,18 @@ fn sleeping(seconds: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Waits until no `sleep SECONDS` runs. Every caller waits on a program
+/// whose cgroup was killed before what the test saw (an answer, a server's
+/// start): it is gone at once, and 10 s is for a loaded machine to show it.
 fn wait_gone(seconds: &str) {
-    wait_for(Duration::from_millis(5), || match sleeping(seconds)[..] {
-        [] => Ok(()),
-        ref left => Err(format!("sleep {seconds} still runs: {left:?}")),
-    });
+    wait_within(
+        Duration::from_secs(10),
+        Duration::from_millis(5),
+        || match sleeping(seconds)[..] {
+            [] => Ok(()),
+            ref left => Err(format!("sleep {seconds} outlived its request: {left:?}")),
+        },
+    );
 }
 
 fn wait_running(seconds: &str) {
@@ -101,17 +108,8 @@ fn a_setsid_grandchild_dies_with_its_request() {
     );
     let r = s.get("/escape");
     assert_eq!((r.status, r.text().as_str()), (200, "hi\n"));
-    // Its cgroup was killed before the answer was sent: gone at once (10 s
-    // for a loaded machine to show it).
     if has_cgroups(&s) {
-        wait_within(
-            Duration::from_secs(10),
-            Duration::from_millis(5),
-            || match sleeping("1017")[..] {
-                [] => Ok(()),
-                ref left => Err(format!("the request's grandchild outlived it: {left:?}")),
-            },
-        );
+        wait_gone("1017");
     }
 }
 
