@@ -114,7 +114,7 @@ fn clients_that_leave_while_queued_are_never_run() {
 #[test]
 fn on_full_503_answers_503_with_retry_after() {
     let (s, _control, mut first, held) = busy(&["--queue", "1", "--on-full", "503"], "a");
-    let mut c = s.connect();
+    let mut c = send(&s, "b");
     wait_turned_away(&s, 1, 0);
     let r = read_reply(&mut c);
     assert_eq!(r.status, 503);
@@ -127,17 +127,18 @@ fn on_full_503_answers_503_with_retry_after() {
 #[test]
 fn on_full_503_reads_the_request_it_refused_so_the_503_is_not_reset_away() {
     let (s, _control, mut first, held) = busy(&["--queue", "1", "--on-full", "503"], "a");
+    // The head comes first, alone (as Python's http.client sends head and
+    // body): the connection is accepted with it, and the 503 written at
+    // once, unread...
     let mut c = s.connect();
+    c.write_all(b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+        .unwrap();
     wait_turned_away(&s, 1, 0);
-    // The 503 is written at accept, before the client has sent anything...
     let mut status = [0u8; 12];
     c.read_exact(&mut status).unwrap();
     assert_eq!(&status, b"HTTP/1.1 503");
-    // ...so the request comes after it, in two parts (as Python's http.client
-    // sends head and body). Closing a socket with unread bytes resets it:
-    // these writes would fail, or the rest of the 503 be lost.
-    c.write_all(b"POST /held HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
-        .unwrap();
+    // ...so the body comes after it. Closing a socket with unread bytes
+    // resets it: this write would fail, or the rest of the 503 be lost.
     c.write_all(b"hello").unwrap();
     let (rest, error) = read_all(&mut c);
     assert_eq!(error, None, "the 503 ended in a reset");

@@ -91,8 +91,10 @@ fn a_stuck_gate_turns_health_503() {
     stuck
         .write_all(b"GET /stall HTTP/1.1\r\nHost: t\r\n\r\n")
         .unwrap();
-    // Mail the stuck gate will never read.
-    let _waiting = s.connect();
+    // Mail the stuck gate will never read (a connection that sent a byte:
+    // a silent one would wait in the kernel).
+    let mut waiting = s.connect();
+    waiting.write_all(b"G").unwrap();
     wait_for(Duration::from_millis(50), || {
         match s.admin_get("/health").text().as_str() {
             "gate stalled\n" => Ok(()),
