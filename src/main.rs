@@ -253,12 +253,21 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     let (gate_state, gate_routes) = (Arc::clone(&state), Arc::clone(&routes));
     spawn("gate", move || {
         watchdog::restarting(Part::Gate, &gate_state, || {
-            Gate::new(
-                settings.clone(),
-                Arc::clone(&gate_routes),
-                Arc::clone(&gate_state),
-            )
-            .run(&mailbox);
+            let mut gate = loop {
+                let made = Gate::new(
+                    settings.clone(),
+                    Arc::clone(&gate_routes),
+                    Arc::clone(&gate_state),
+                );
+                match made {
+                    Ok(gate) => break gate,
+                    Err(e) => {
+                        log::event(format_args!("gate: cannot start ({e}); trying again"));
+                        thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            };
+            gate.run(&mailbox);
         });
     })?;
 

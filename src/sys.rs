@@ -46,6 +46,16 @@ mod ffi {
         pub rest: [u8; 108],
     }
 
+    /// `struct epoll_event`: packed on x86_64 (12 bytes), naturally
+    /// aligned elsewhere (16 bytes), as the kernel's uapi header says.
+    #[cfg_attr(target_arch = "x86_64", repr(C, packed))]
+    #[cfg_attr(not(target_arch = "x86_64"), repr(C))]
+    #[derive(Clone, Copy)]
+    pub struct EpollEvent {
+        pub events: u32,
+        pub data: u64,
+    }
+
     #[repr(C)]
     pub struct RLimit {
         pub cur: u64,
@@ -99,6 +109,14 @@ mod ffi {
             name: c_int,
             value: *const c_int,
             len: u32,
+        ) -> c_int;
+        pub fn epoll_create1(flags: c_int) -> c_int;
+        pub fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut EpollEvent) -> c_int;
+        pub fn epoll_wait(
+            epfd: c_int,
+            events: *mut EpollEvent,
+            max: c_int,
+            timeout: c_int,
         ) -> c_int;
         pub fn __errno_location() -> *mut c_int;
         pub fn mallopt(param: c_int, value: c_int) -> c_int;
@@ -242,6 +260,87 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An epoll set: the descriptors it watches cost nothing to wait on; a
+/// look at it costs what is ready, not what is watched.
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<ffi::EpollEvent>,
+}
+
+// The layout the kernel reads and writes (its uapi header packs it on x86_64).
+const _: () = assert!(
+    std::mem::size_of::<ffi::EpollEvent>() == if cfg!(target_arch = "x86_64") { 12 } else { 16 }
+);
+
+const EPOLLIN: u32 = 0x001;
+const EPOLLOUT: u32 = 0x004;
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        const EPOLL_CLOEXEC: c_int = 0o2_000_000;
+        // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
+        let fd = unsafe { ffi::epoll_create1(EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Epoll {
+            // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            events: vec![ffi::EpollEvent { events: 0, data: 0 }; 256],
+        })
+    }
+
+    /// Watches `fd` for reading, and for writing too if `write`.
+    pub fn add(&self, fd: RawFd, write: bool) -> io::Result<()> {
+        self.ctl(1, fd, write)
+    }
+
+    /// Watches `fd` for reading, and for writing too if `write`, from now on.
+    pub fn modify(&self, fd: RawFd, write: bool) -> io::Result<()> {
+        self.ctl(3, fd, write)
+    }
+
+    /// Stops watching `fd` (which stays open).
+    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(2, fd, false)
+    }
+
+    fn ctl(&self, op: c_int, fd: RawFd, write: bool) -> io::Result<()> {
+        let mut event = ffi::EpollEvent {
+            events: if write { EPOLLIN | EPOLLOUT } else { EPOLLIN },
+            data: u64::try_from(fd).unwrap_or(0),
+        };
+        // SAFETY: epoll_ctl reads one event from `event`, which lives across
+        // the call; both descriptors are plain integers to the kernel.
+        if unsafe { ffi::epoll_ctl(self.fd.as_raw_fd(), op, fd, &mut event) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The descriptors ready now (without waiting), into `ready`.
+    pub fn ready(&mut self, ready: &mut Vec<RawFd>) {
+        ready.clear();
+        let max = c_int::try_from(self.events.len()).unwrap_or(c_int::MAX);
+        // SAFETY: epoll_wait writes at most `max` events into `events`, a
+        // buffer of that many; timeout 0 returns at once.
+        let n = unsafe { ffi::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), max, 0) };
+        let n = usize::try_from(n).unwrap_or(0);
+        ready.extend(
+            self.events
+                .iter()
+                .take(n)
+                .filter_map(|e| RawFd::try_from(e.data).ok()),
+        );
+    }
+}
+
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 /// Makes a pipe or socket descriptor non-blocking.

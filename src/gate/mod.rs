@@ -12,6 +12,7 @@
 //! Must never: block on a socket, run a program, or hold more than its bounds.
 
 mod reader;
+mod readers;
 mod writer;
 
 use crate::breaker::Admit;
@@ -28,7 +29,7 @@ use crate::sys::{self, POLLIN, POLLOUT, PollFd};
 use crate::template;
 use crate::transport::Acceptor;
 use reader::{Reader, Request, Step};
-use std::collections::VecDeque;
+use readers::Readers;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -235,7 +236,7 @@ pub struct Gate {
     settings: Settings,
     routes: Arc<Routes>,
     state: Arc<State>,
-    readers: VecDeque<Reader>,
+    readers: Readers,
     writers: Writers,
     /// The 503s of `--on-full 503`: apart, so that a flood of them never
     /// makes a real answer give way.
@@ -247,12 +248,13 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(settings: Settings, routes: Arc<Routes>, state: Arc<State>) -> Gate {
+    /// Err if the kernel has no epoll set to give (out of descriptors).
+    pub fn new(settings: Settings, routes: Arc<Routes>, state: Arc<State>) -> io::Result<Gate> {
         let writers = Writers::new(state.capacity, settings.answer_memory);
         let refusals = Writers::new(settings.max_reading, settings.answer_memory);
         let queue = Queue::new(state.handlers.len());
-        Gate {
-            readers: VecDeque::with_capacity(settings.max_reading),
+        Ok(Gate {
+            readers: Readers::new(settings.max_reading)?,
             strikes: Strikes::new(settings.immune.clone()),
             settings,
             routes,
@@ -262,7 +264,7 @@ impl Gate {
             queue,
             scratch: vec![0; 16 * 1024],
             fds: Vec::new(),
-        }
+        })
     }
 
     /// Serves forever (returns only if the mailbox's senders are all gone).
@@ -280,17 +282,11 @@ impl Gate {
             self.state
                 .answer_bytes
                 .store(self.writers.bytes() + self.refusals.bytes(), Relaxed);
+            // The readers wait in their epoll set, which is readable while
+            // any of them is ready: this set holds the writers alone.
             self.fds.clear();
             self.fds.push(PollFd::new(mailbox.wake.as_raw_fd(), POLLIN));
-            for r in &self.readers {
-                let events = if r.wants_write() {
-                    POLLIN | POLLOUT
-                } else {
-                    POLLIN
-                };
-                self.fds
-                    .push(PollFd::new(r.conn.stream.as_raw_fd(), events));
-            }
+            self.fds.push(PollFd::new(self.readers.fd(), POLLIN));
             for w in self.writers.iter().chain(self.refusals.iter()) {
                 let events = if w.wants_read() { POLLIN } else { POLLOUT };
                 self.fds
@@ -312,18 +308,17 @@ impl Gate {
             // The poll set is taken out while the sets it describes change.
             let fds = std::mem::take(&mut self.fds);
             let ready = |i: usize| fds.get(i).is_some_and(PollFd::ready);
-            let readers = self.readers.len();
             let writers = self.writers.len();
             let now = Instant::now();
-            let abandoned = self
-                .writers
-                .serve(|i| ready(1 + readers + i), now, &mut self.scratch);
+            let abandoned = self.writers.serve(|i| ready(2 + i), now, &mut self.scratch);
             self.refusals
-                .serve(|i| ready(1 + readers + writers + i), now, &mut self.scratch);
+                .serve(|i| ready(2 + writers + i), now, &mut self.scratch);
             for _ in 0..abandoned {
                 self.state.count_drop(Dropped::AnswerAbandoned);
             }
-            self.serve_readers((0..readers).map(|i| ready(1 + i)));
+            if ready(1) {
+                self.serve_readers();
+            }
             if ready(0) {
                 self.read_mailbox(mailbox);
             }
@@ -336,7 +331,7 @@ impl Gate {
     /// drained and `main` is told (a room token wakes it).
     fn check_drained(&mut self, mailbox: &Mailbox) {
         if self.state.phase() >= Phase::Expired {
-            for _ in self.readers.drain(..) {
+            for _ in self.readers.take_all() {
                 self.state.count_drop(Dropped::Draining);
             }
         }
@@ -399,26 +394,27 @@ impl Gate {
         // never lock out a client that sends promptly. It is read once first:
         // a request that arrived since the last poll goes on, not away.
         if self.readers.len() >= self.settings.max_reading && !self.read(0) {
-            self.readers.pop_front();
+            self.readers.remove(0);
             self.state.count_drop(Dropped::Evicted);
         }
         let read_by = conn.accepted + self.settings.read_timeout;
         let handshake_by = conn.accepted + self.settings.handshake_timeout;
-        self.readers
-            .push_back(Reader::new(conn, read_by, handshake_by));
         // Most clients send their request with the connection: reading it now
         // fills the queue (and so closes the listener's door) as early as can be.
-        self.read(self.readers.len() - 1);
+        if self.readers.push(Reader::new(conn, read_by, handshake_by)) {
+            self.read(self.readers.len().saturating_sub(1));
+        }
     }
 
-    /// Reads the connections marked ready, one flag per reader in order.
-    fn serve_readers(&mut self, ready: impl Iterator<Item = bool>) {
-        let mut i = 0;
-        for is_ready in ready {
-            if !(is_ready && self.read(i)) {
-                i += 1;
+    /// Reads the connections their epoll set says are ready.
+    fn serve_readers(&mut self) {
+        let ready = self.readers.ready();
+        for &fd in &ready {
+            if let Some(i) = self.readers.position(fd) {
+                self.read(i);
             }
         }
+        self.readers.done_with(ready);
     }
 
     /// Reads the i-th connection; true if it left the set (complete, refused
@@ -455,6 +451,7 @@ impl Gate {
             };
         }
         if let Step::Waiting = step {
+            self.readers.rewatch(i);
             return false;
         }
         let Some(r) = self.readers.remove(i) else {
@@ -473,7 +470,10 @@ impl Gate {
     }
 
     fn expire_readers(&mut self, now: Instant) {
-        while let Some(i) = self.readers.iter().position(|r| r.deadline <= now) {
+        loop {
+            let Some(i) = self.readers.iter().position(|r| r.deadline <= now) else {
+                return;
+            };
             if let Some(r) = self.readers.remove(i) {
                 self.refuse(r, RequestError::Timeout);
             }

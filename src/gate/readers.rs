@@ -1,0 +1,128 @@
+//! The connections whose requests are still arriving, in the order they
+//! came (the oldest is evicted first), each watched by one epoll set: a
+//! wake-up costs what is ready, not what is open.
+//!
+//! Owns: the readers and the epoll set, kept in step: a reader is watched
+//! from the moment it joins until the moment it leaves (for the queue, a
+//! writer, or its close). Must never: let a reader leave still watched (the
+//! set would report a descriptor someone else now owns), or read a socket.
+
+use super::reader::Reader;
+use crate::sys::Epoll;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+pub struct Readers {
+    list: VecDeque<Watched>,
+    epoll: Epoll,
+    /// The descriptors the last look found ready.
+    ready: Vec<RawFd>,
+}
+
+struct Watched {
+    reader: Reader,
+    /// Watched for writing too (a TLS handshake's records wait to go out).
+    write: bool,
+}
+
+impl Readers {
+    pub fn new(capacity: usize) -> io::Result<Readers> {
+        Ok(Readers {
+            list: VecDeque::with_capacity(capacity),
+            epoll: Epoll::new()?,
+            ready: Vec::new(),
+        })
+    }
+
+    /// The descriptor that is readable while any reader is ready.
+    pub fn fd(&self) -> RawFd {
+        self.epoll.as_raw_fd()
+    }
+
+    /// Adds a reader as the newest; false if it cannot be watched: it is
+    /// dropped (closed) then, as it could never be read.
+    pub fn push(&mut self, reader: Reader) -> bool {
+        let write = reader.wants_write();
+        let watched = self
+            .epoll
+            .add(reader.conn.stream.as_raw_fd(), write)
+            .is_ok();
+        if watched {
+            self.list.push_back(Watched { reader, write });
+        }
+        watched
+    }
+
+    /// Takes the i-th reader out (0 is the oldest).
+    pub fn remove(&mut self, i: usize) -> Option<Reader> {
+        let w = self.list.remove(i)?;
+        let _ = self.epoll.remove(w.reader.conn.stream.as_raw_fd());
+        Some(w.reader)
+    }
+
+    /// Takes every reader out.
+    pub fn take_all(&mut self) -> Vec<Reader> {
+        let all: Vec<Reader> = self.list.drain(..).map(|w| w.reader).collect();
+        for r in &all {
+            let _ = self.epoll.remove(r.conn.stream.as_raw_fd());
+        }
+        all
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Reader> {
+        self.list.get(i).map(|w| &w.reader)
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Reader> {
+        self.list.get_mut(i).map(|w| &mut w.reader)
+    }
+
+    /// Watches the i-th reader for writing as well, or no longer, as its
+    /// transport now needs.
+    pub fn rewatch(&mut self, i: usize) {
+        let Some(w) = self.list.get_mut(i) else {
+            return;
+        };
+        let write = w.reader.wants_write();
+        if write != w.write
+            && self
+                .epoll
+                .modify(w.reader.conn.stream.as_raw_fd(), write)
+                .is_ok()
+        {
+            w.write = write;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Reader> {
+        self.list.iter().map(|w| &w.reader)
+    }
+
+    /// The descriptors of the readers ready now (without waiting).
+    pub fn ready(&mut self) -> Vec<RawFd> {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.epoll.ready(&mut ready);
+        ready
+    }
+
+    /// Gives back the list `ready` returned, for its allocation.
+    pub fn done_with(&mut self, ready: Vec<RawFd>) {
+        self.ready = ready;
+    }
+
+    /// Where the reader of `fd` stands now.
+    pub fn position(&self, fd: RawFd) -> Option<usize> {
+        self.list
+            .iter()
+            .position(|w| w.reader.conn.stream.as_raw_fd() == fd)
+    }
+}
