@@ -294,8 +294,8 @@ impl Gate {
             }
             let next = self
                 .readers
-                .iter()
-                .map(|r| r.deadline)
+                .next_deadline()
+                .into_iter()
                 .chain(self.writers.next_deadline())
                 .chain(self.refusals.next_deadline())
                 .min();
@@ -470,13 +470,8 @@ impl Gate {
     }
 
     fn expire_readers(&mut self, now: Instant) {
-        loop {
-            let Some(i) = self.readers.iter().position(|r| r.deadline <= now) else {
-                return;
-            };
-            if let Some(r) = self.readers.remove(i) {
-                self.refuse(r, RequestError::Timeout);
-            }
+        for r in self.readers.expired(now) {
+            self.refuse(r, RequestError::Timeout);
         }
     }
 

@@ -12,12 +12,16 @@ use crate::sys::Epoll;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 pub struct Readers {
     list: VecDeque<Watched>,
     epoll: Epoll,
     /// The descriptors the last look found ready.
     ready: Vec<RawFd>,
+    /// No reader's deadline is before it (a bound kept without a walk: a
+    /// reader's deadline only moves later), so most wake-ups need no walk.
+    earliest: Option<Instant>,
 }
 
 struct Watched {
@@ -32,6 +36,7 @@ impl Readers {
             list: VecDeque::with_capacity(capacity),
             epoll: Epoll::new()?,
             ready: Vec::new(),
+            earliest: None,
         })
     }
 
@@ -49,6 +54,8 @@ impl Readers {
             .add(reader.conn.stream.as_raw_fd(), write)
             .is_ok();
         if watched {
+            let deadline = reader.deadline;
+            self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
             self.list.push_back(Watched { reader, write });
         }
         watched
@@ -58,11 +65,15 @@ impl Readers {
     pub fn remove(&mut self, i: usize) -> Option<Reader> {
         let w = self.list.remove(i)?;
         let _ = self.epoll.remove(w.reader.conn.stream.as_raw_fd());
+        if self.list.is_empty() {
+            self.earliest = None;
+        }
         Some(w.reader)
     }
 
     /// Takes every reader out.
     pub fn take_all(&mut self) -> Vec<Reader> {
+        self.earliest = None;
         let all: Vec<Reader> = self.list.drain(..).map(|w| w.reader).collect();
         for r in &all {
             let _ = self.epoll.remove(r.conn.stream.as_raw_fd());
@@ -103,10 +114,6 @@ impl Readers {
         self.list.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Reader> {
-        self.list.iter().map(|w| &w.reader)
-    }
-
     /// The descriptors of the readers ready now (without waiting).
     pub fn ready(&mut self) -> Vec<RawFd> {
         let mut ready = std::mem::take(&mut self.ready);
@@ -119,10 +126,35 @@ impl Readers {
         self.ready = ready;
     }
 
-    /// Where the reader of `fd` stands now.
+    /// Where the reader of `fd` stands now (looked for from the newest:
+    /// a prompt client's request comes with its connection).
     pub fn position(&self, fd: RawFd) -> Option<usize> {
         self.list
             .iter()
-            .position(|w| w.reader.conn.stream.as_raw_fd() == fd)
+            .rposition(|w| w.reader.conn.stream.as_raw_fd() == fd)
+    }
+
+    /// Takes out the readers whose deadline has passed. Walks them only
+    /// when the earliest deadline may have.
+    pub fn expired(&mut self, now: Instant) -> Vec<Reader> {
+        if self.earliest.is_none_or(|e| e > now) {
+            return Vec::new();
+        }
+        let mut expired = Vec::new();
+        let mut i = 0;
+        while let Some(w) = self.list.get(i) {
+            if w.reader.deadline <= now {
+                expired.extend(self.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        self.earliest = self.list.iter().map(|w| w.reader.deadline).min();
+        expired
+    }
+
+    /// When the next deadline may pass (no later than the earliest).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.earliest
     }
 }
