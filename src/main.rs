@@ -251,23 +251,16 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
     };
     let routes = Arc::new(config.routes);
     let (gate_state, gate_routes) = (Arc::clone(&state), Arc::clone(&routes));
+    let epoll = Arc::new(sys::Epoll::new()?);
     spawn("gate", move || {
         watchdog::restarting(Part::Gate, &gate_state, || {
-            let mut gate = loop {
-                let made = Gate::new(
-                    settings.clone(),
-                    Arc::clone(&gate_routes),
-                    Arc::clone(&gate_state),
-                );
-                match made {
-                    Ok(gate) => break gate,
-                    Err(e) => {
-                        log::event(format_args!("gate: cannot start ({e}); trying again"));
-                        thread::sleep(Duration::from_secs(1));
-                    }
-                }
-            };
-            gate.run(&mailbox);
+            Gate::new(
+                settings.clone(),
+                Arc::clone(&gate_routes),
+                Arc::clone(&gate_state),
+                Arc::clone(&epoll),
+            )
+            .run(&mailbox);
         });
     })?;
 

@@ -266,7 +266,6 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// look at it costs what is ready, not what is watched.
 pub struct Epoll {
     fd: OwnedFd,
-    events: Vec<ffi::EpollEvent>,
 }
 
 // The layout the kernel reads and writes (its uapi header packs it on x86_64).
@@ -288,7 +287,6 @@ impl Epoll {
         Ok(Epoll {
             // SAFETY: the kernel just returned this descriptor; nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            events: vec![ffi::EpollEvent { events: 0, data: 0 }; 256],
         })
     }
 
@@ -321,15 +319,16 @@ impl Epoll {
     }
 
     /// The descriptors ready now (without waiting), into `ready`.
-    pub fn ready(&mut self, ready: &mut Vec<RawFd>) {
+    pub fn ready(&self, ready: &mut Vec<RawFd>) {
         ready.clear();
-        let max = c_int::try_from(self.events.len()).unwrap_or(c_int::MAX);
+        let mut events = [ffi::EpollEvent { events: 0, data: 0 }; 64];
+        let max = c_int::try_from(events.len()).unwrap_or(c_int::MAX);
         // SAFETY: epoll_wait writes at most `max` events into `events`, a
         // buffer of that many; timeout 0 returns at once.
-        let n = unsafe { ffi::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), max, 0) };
+        let n = unsafe { ffi::epoll_wait(self.fd.as_raw_fd(), events.as_mut_ptr(), max, 0) };
         let n = usize::try_from(n).unwrap_or(0);
         ready.extend(
-            self.events
+            events
                 .iter()
                 .take(n)
                 .filter_map(|e| RawFd::try_from(e.data).ok()),

@@ -25,7 +25,7 @@ use crate::metrics::RouteStats;
 use crate::queue::{Batch, Body, Conn, Job, Lease, Queue, Slot};
 use crate::route::{Match, Route, Routes};
 use crate::state::{Dropped, Phase, State};
-use crate::sys::{self, POLLIN, POLLOUT, PollFd};
+use crate::sys::{self, Epoll, POLLIN, POLLOUT, PollFd};
 use crate::template;
 use crate::transport::Acceptor;
 use reader::{Reader, Request, Step};
@@ -248,13 +248,18 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Err if the kernel has no epoll set to give (out of descriptors).
-    pub fn new(settings: Settings, routes: Arc<Routes>, state: Arc<State>) -> io::Result<Gate> {
+    /// A gate whose readers wait in `epoll`.
+    pub fn new(
+        settings: Settings,
+        routes: Arc<Routes>,
+        state: Arc<State>,
+        epoll: Arc<Epoll>,
+    ) -> Gate {
         let writers = Writers::new(state.capacity, settings.answer_memory);
         let refusals = Writers::new(settings.max_reading, settings.answer_memory);
         let queue = Queue::new(state.handlers.len());
-        Ok(Gate {
-            readers: Readers::new(settings.max_reading)?,
+        Gate {
+            readers: Readers::new(settings.max_reading, epoll),
             strikes: Strikes::new(settings.immune.clone()),
             settings,
             routes,
@@ -264,7 +269,7 @@ impl Gate {
             queue,
             scratch: vec![0; 16 * 1024],
             fds: Vec::new(),
-        })
+        }
     }
 
     /// Serves forever (returns only if the mailbox's senders are all gone).
@@ -331,7 +336,7 @@ impl Gate {
     /// drained and `main` is told (a room token wakes it).
     fn check_drained(&mut self, mailbox: &Mailbox) {
         if self.state.phase() >= Phase::Expired {
-            for _ in self.readers.take_all() {
+            while self.readers.remove(0).is_some() {
                 self.state.count_drop(Dropped::Draining);
             }
         }

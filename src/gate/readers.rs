@@ -10,13 +10,17 @@
 use super::reader::Reader;
 use crate::sys::Epoll;
 use std::collections::VecDeque;
-use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Readers {
     list: VecDeque<Watched>,
-    epoll: Epoll,
+    /// Made once, before the first connection is accepted (out of
+    /// descriptors, a gate could not make its own), and kept across the
+    /// gate's restarts: a reader lost with a gate that panicked was closed,
+    /// and so left the set.
+    epoll: Arc<Epoll>,
     /// The descriptors the last look found ready.
     ready: Vec<RawFd>,
     /// No reader's deadline is before it (a bound kept without a walk: a
@@ -31,13 +35,13 @@ struct Watched {
 }
 
 impl Readers {
-    pub fn new(capacity: usize) -> io::Result<Readers> {
-        Ok(Readers {
+    pub fn new(capacity: usize, epoll: Arc<Epoll>) -> Readers {
+        Readers {
             list: VecDeque::with_capacity(capacity),
-            epoll: Epoll::new()?,
+            epoll,
             ready: Vec::new(),
             earliest: None,
-        })
+        }
     }
 
     /// The descriptor that is readable while any reader is ready.
@@ -69,16 +73,6 @@ impl Readers {
             self.earliest = None;
         }
         Some(w.reader)
-    }
-
-    /// Takes every reader out.
-    pub fn take_all(&mut self) -> Vec<Reader> {
-        self.earliest = None;
-        let all: Vec<Reader> = self.list.drain(..).map(|w| w.reader).collect();
-        for r in &all {
-            let _ = self.epoll.remove(r.conn.stream.as_raw_fd());
-        }
-        all
     }
 
     pub fn get(&self, i: usize) -> Option<&Reader> {
