@@ -8,10 +8,12 @@
 //! adopting and reaping the orphans of programs (`prctl`, `waitpid`,
 //! `waitid`),
 //! `signal(2)` with a handler that only writes the signal's number to a pipe,
-//! `shutdown(2)` of a listening socket, the allocator's `mallopt(3)`, and
-//! close-on-exec for the descriptors the server inherited.
+//! `shutdown(2)` of a listening socket, `TCP_DEFER_ACCEPT` on it, a peek
+//! that sees a connection closed unread, an epoll set (the gate's readers),
+//! the allocator's `mallopt(3)`, and close-on-exec for the descriptors the
+//! server inherited.
 //! Must never: hold state (but the signal pipe's descriptor, which the
-//! handler needs), allocate (but a program's argument arrays and the stack
+//! handler needs, and an epoll set's own descriptor), allocate (but a program's argument arrays and the stack
 //! its child runs on before exec), or expose a raw pointer. Every function
 //! here is safe to call and returns `io::Result`; layouts are those of Linux
 //! on x86_64 and aarch64 (glibc and musl agree on them).
