@@ -59,13 +59,19 @@ fn a_burst_of_three_times_the_queue() {
     s.wait_metric("fiddler_queue_depth", |d| d == Q as u64);
     // The other 2×Q: closed at accept, nothing read, nothing answered.
     let mut excess: Vec<_> = (0..2 * Q).map(|i| send(&s, &format!("x{i}"))).collect();
-    // Each is either held or dropped: once all are, the bound shows at once
-    // (a bound one too wide would hold one, and fail here, not in a read).
+    // Each is held, dropped, or (let in as the last place filled) answered
+    // 503: once all are, the bound shows at once (a bound one too wide
+    // would hold one, and fail here, not in a read).
+    let refused = "fiddler_requests_total{route=\"POST /held\",status=\"503\"}";
     wait_for(Duration::from_millis(5), || {
-        let seen = (s.metric("fiddler_queue_depth"), s.metric(QUEUE_FULL));
-        (seen.0 + seen.1 == 3 * Q as u64)
+        let seen = (
+            s.metric("fiddler_queue_depth"),
+            s.metric(QUEUE_FULL),
+            s.sample(refused).unwrap_or(0),
+        );
+        (seen.0 + seen.1 + seen.2 == 3 * Q as u64)
             .then_some(())
-            .ok_or(format!("(held, dropped) stayed at {seen:?}"))
+            .ok_or(format!("(held, dropped, refused) stayed at {seen:?}"))
     });
     assert_eq!(
         s.metric("fiddler_queue_depth"),
