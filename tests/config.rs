@@ -157,27 +157,24 @@ command = ["python3", "-c", "print(1)", "/no/such/output"]
 fn check_refuses_a_route_twice_and_suggests_a_misspelt_key() {
     let dir = TempDir::new();
     let path = dir.path("fiddler.toml");
-    let twice = "[[route]]\nmethod = \"GET\"\npath = \"/x\"\ncommand = [\"true\"]\n\
-                 [[route]]\nmethod = \"GET\"\npath = \"/x\"\ncommand = [\"false\"]\n";
-    std::fs::write(&path, twice).unwrap();
     let file = path.to_str().unwrap();
-    let (code, _, err) = run(&["--check", "-c", file]);
-    assert_eq!(code, Some(2));
-    assert!(
-        err.contains(&format!(
-            "{file}:5: `GET /x` is routed twice: here and at {file}:1"
-        )),
-        "{err}"
-    );
-    std::fs::write(&path, "[[route]]\npath = \"/x\"\ncomand = [\"true\"]\n").unwrap();
-    let (code, _, err) = run(&["--check", "-c", file]);
-    assert_eq!(code, Some(2));
-    assert!(
-        err.contains(&format!(
-            "{file}:3: unknown route setting `comand` (did you mean `command`?)"
-        )),
-        "{err}"
-    );
+    let cases = [
+        (
+            "[[route]]\nmethod = \"GET\"\npath = \"/x\"\ncommand = [\"true\"]\n\
+             [[route]]\nmethod = \"GET\"\npath = \"/x\"\ncommand = [\"false\"]\n",
+            format!("{file}:5: `GET /x` is routed twice: here and at {file}:1"),
+        ),
+        (
+            "[[route]]\npath = \"/x\"\ncomand = [\"true\"]\n",
+            format!("{file}:3: unknown route setting `comand` (did you mean `command`?)"),
+        ),
+    ];
+    for (config, expected) in cases {
+        std::fs::write(&path, config).unwrap();
+        let (code, _, err) = run(&["--check", "-c", file]);
+        assert_eq!(code, Some(2));
+        assert!(err.contains(&expected), "{err}");
+    }
 }
 
 /// At start the log says what is served: each route's URL and what it
