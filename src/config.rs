@@ -77,6 +77,9 @@ pub struct Config {
     pub max_reading: usize,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// How long a connection waits for its next request (None: closed after
+    /// each answer).
+    pub keep_alive: Option<Duration>,
     pub max_body: u64,
     /// Most bytes of request bodies held at once, read or being read.
     pub body_memory: usize,
@@ -166,6 +169,8 @@ usage: fiddler_crab [-c FILE] [OPTIONS] [--route 'METHOD PATH=COMMAND ARGâ€¦']â€
   --timeout SECS          a program's deadline (504 after it)           [60]
   --max-reading N         most connections still sending a request     [256]
   --read-timeout SECS     the whole request must arrive within it       [10]
+  --keep-alive SECS       keep a connection this long for its next
+                          request (0: close after each answer)           [0]
   --max-body BYTES        largest request body (413 beyond it)      [1 MiB]
   --pace MS               pause of the handler between two programs      [0]
   --tls-cert FILE --tls-key FILE   serve HTTPS (PEM chain and key; a build
@@ -226,6 +231,7 @@ struct Builder {
     max_reading: usize,
     read_timeout: Duration,
     write_timeout: Duration,
+    keep_alive: Option<Duration>,
     max_body: u64,
     body_memory: usize,
     /// Where `max_body` or `body_memory` was last set, for the error if they disagree.
@@ -263,6 +269,7 @@ impl Default for Builder {
             max_reading: 256,
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            keep_alive: None,
             max_body: MIB,
             body_memory: 32 * MIB as usize,
             body_origin: None,
@@ -448,7 +455,7 @@ fn address(s: &str, origin: &Origin) -> Result<SocketAddr, ConfigError> {
 /// _), for --help and suggestions: `Builder::set` decides what is known.
 const SETTINGS: &str = "
   listen admin queue on_full timeout max_reading read_timeout write_timeout
-  max_body body_memory answer_memory pace drain_timeout drain_delay quiet
+  keep_alive max_body body_memory answer_memory pace drain_timeout drain_delay quiet
   explain log_format log_file allow admin_allow trusted ban_after ban_window
   ban_seconds memory_yellow memory_red load_yellow load_red handlers
   max_handlers tls_cert tls_key handshake_timeout";
@@ -465,7 +472,7 @@ const ROUTE_SETTINGS: &str = "
 /// The options that take a value.
 const VALUE_FLAGS: &str = "\
     -c --config --listen --admin --queue --on-full --timeout --max-reading \
-    --read-timeout --max-body --pace --route --cgi --drain-timeout --drain-delay \
+    --read-timeout --keep-alive --max-body --pace --route --cgi --drain-timeout --drain-delay \
     --log-file --log-format --handlers --tls-cert --tls-key --worker --worker-http";
 
 /// The options that take none.
@@ -516,6 +523,10 @@ impl Builder {
             "max_reading" => self.max_reading = v.count(origin, 1, BIG)? as usize,
             "read_timeout" => self.read_timeout = v.seconds(origin)?,
             "write_timeout" => self.write_timeout = v.seconds(origin)?,
+            "keep_alive" => {
+                let secs = v.count(origin, 0, 3600)?;
+                self.keep_alive = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             "max_body" => {
                 self.max_body = v.bytes(origin, 0, 64 * 1024 * MIB)?;
                 self.body_origin = Some(origin.clone());
@@ -699,6 +710,7 @@ impl Builder {
             max_reading: self.max_reading,
             read_timeout: self.read_timeout,
             write_timeout: self.write_timeout,
+            keep_alive: self.keep_alive,
             max_body: self.max_body,
             body_memory: self.body_memory,
             answer_memory: self.answer_memory,

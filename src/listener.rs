@@ -218,5 +218,7 @@ fn conn(stream: TcpStream, peer: SocketAddr) -> Conn {
         transport: Transport::Plain,
         peer,
         accepted: Instant::now(),
+        reusable: false,
+        early: Vec::new(),
     }
 }

@@ -247,6 +247,7 @@ fn serve(config: Config, args: Vec<OsString>) -> io::Result<()> {
         handshake_timeout: config.handshake_timeout,
         tls: config.tls.clone(),
         write_timeout: config.write_timeout,
+        keep_alive: config.keep_alive,
         answer_memory: config.answer_memory,
     };
     let routes = Arc::new(config.routes);

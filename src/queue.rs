@@ -26,7 +26,14 @@ pub struct Conn {
     pub stream: TcpStream,
     pub transport: Transport,
     pub peer: SocketAddr,
+    /// When it was accepted, or (kept) when its request began.
     pub accepted: Instant,
+    /// Its request may be followed by another (`keep_alive` is on and the
+    /// client did not ask for the close).
+    pub reusable: bool,
+    /// What came on the wire after its request: the start of the next one,
+    /// read first if the connection is kept (at most one read's bytes).
+    pub early: Vec<u8>,
 }
 
 /// A complete request for the handler, with its place in the bound.

@@ -10,7 +10,7 @@
 
 use crate::http::Status;
 use crate::http::answer::{AnswerHead, Body, parse_answer_head};
-use crate::http::request::{ChunkedDecoder, Head, Limits};
+use crate::http::request::{ChunkedDecoder, Head, Limits, connection_tokens};
 use crate::http::response::Response;
 use crate::program::{Failure, SCRATCH, Tail};
 use crate::stream::Stream;
@@ -230,16 +230,6 @@ fn request_head(f: &Forward, to: SocketAddr) -> Vec<u8> {
     }
     out.push_str("Connection: close\r\n\r\n");
     out.into_bytes()
-}
-
-/// The lower-case names a `Connection` field lists (RFC 9110 §7.6.1).
-fn connection_tokens(headers: &[crate::http::request::Header]) -> Vec<String> {
-    headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
-        .collect()
 }
 
 /// A target in origin-form: an absolute-form one loses its scheme and

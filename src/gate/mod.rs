@@ -2,8 +2,9 @@
 //! `poll(2)` loop, so neither the listener nor the handler ever waits on a
 //! client.
 //!
-//! Owns: connections still sending their request (at most `max_reading`; a
-//! new one evicts the oldest), answers still being written, the 503s of
+//! Owns: connections still sending their request or kept idle for their
+//! next one (at most `max_reading`; a new one evicts an idle one, else the
+//! oldest), answers still being written, the 503s of
 //! `--on-full 503` (at most `max_reading`), and the queue's gate side.
 //! Turns complete requests into jobs (or into the server's own answers:
 //! 404, 405, 503 when full, …; for a head that announces a body, before the
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
-use writer::{Writer, Writers};
+use writer::{After, Writer, Writers};
 
 /// What other threads send to the gate.
 pub enum ToGate {
@@ -227,6 +228,9 @@ pub struct Settings {
     /// For a TLS handshake, within `read_timeout`.
     pub handshake_timeout: Duration,
     pub write_timeout: Duration,
+    /// How long a connection is kept for its next request (None: closed
+    /// after each answer).
+    pub keep_alive: Option<Duration>,
     /// Serve TLS with this certificate (None: plain HTTP).
     pub tls: Option<Arc<Acceptor>>,
     pub answer_memory: usize,
@@ -278,8 +282,13 @@ impl Gate {
             let now = Instant::now();
             self.state.gate_beat();
             self.expire_readers(now);
+            // Those kept since now wait for the next turn: one read each per turn.
+            for conn in self.writers.take_kept() {
+                self.resume(conn, now);
+            }
             self.queue.hand_off(self.state.handlers_allowed());
             if self.state.stopping() {
+                self.readers.close_idle();
                 self.check_drained(mailbox);
             }
             self.state.reading.store(self.readers.len(), Relaxed);
@@ -304,7 +313,11 @@ impl Gate {
                 .chain(self.writers.next_deadline())
                 .chain(self.refusals.next_deadline())
                 .min();
-            let timeout = next.map(|d| d.saturating_duration_since(now));
+            let timeout = if self.writers.has_kept() {
+                Some(Duration::ZERO)
+            } else {
+                next.map(|d| d.saturating_duration_since(now))
+            };
             if sys::poll(&mut self.fds, timeout).is_err() {
                 // EINVAL/ENOMEM: nothing to do but try again shortly.
                 std::thread::sleep(Duration::from_millis(10));
@@ -371,7 +384,7 @@ impl Gate {
                     entry,
                     receipt,
                 })) => {
-                    self.send(conn, response, false, &entry);
+                    self.send(conn, response, After::Keep, &entry);
                     // Now counted in `answer_memory`: the handler may go on.
                     drop(receipt);
                 }
@@ -395,18 +408,40 @@ impl Gate {
             }
         }
         let _ = conn.stream.set_nodelay(true);
-        // The oldest still-reading connection makes way: slow senders can
-        // never lock out a client that sends promptly. It is read once first:
-        // a request that arrived since the last poll goes on, not away.
-        if self.readers.len() >= self.settings.max_reading && !self.read(0) {
-            self.readers.remove(0);
-            self.state.count_drop(Dropped::Evicted);
+        // An idle kept connection makes way (it loses nothing), else the
+        // oldest still-reading one: slow senders can never lock out a client
+        // that sends promptly. That one is read once first: a request that
+        // arrived since the last poll goes on, not away.
+        if self.readers.len() >= self.settings.max_reading {
+            if let Some(i) = self.readers.first_idle() {
+                self.readers.remove(i);
+            } else if !self.read(0) {
+                self.readers.remove(0);
+                self.state.count_drop(Dropped::Evicted);
+            }
         }
         let read_by = conn.accepted + self.settings.read_timeout;
         let handshake_by = conn.accepted + self.settings.handshake_timeout;
         // Most clients send their request with the connection: reading it now
         // fills the queue (and so closes the listener's door) as early as can be.
         if self.readers.push(Reader::new(conn, read_by, handshake_by)) {
+            self.read(self.readers.len().saturating_sub(1));
+        }
+    }
+
+    /// A connection whose answer is out waits for its next request among
+    /// the readers, if there is room (it never evicts one); what came with
+    /// the last request is read at once.
+    fn resume(&mut self, mut conn: Conn, now: Instant) {
+        let Some(keep_alive) = self.settings.keep_alive else {
+            return;
+        };
+        if self.readers.len() >= self.settings.max_reading || self.state.stopping() {
+            return;
+        }
+        let read_now = !conn.early.is_empty() || conn.transport.buffered();
+        let reader = Reader::kept(conn, now + keep_alive, self.settings.read_timeout);
+        if self.readers.push(reader) && read_now {
             self.read(self.readers.len().saturating_sub(1));
         }
     }
@@ -475,7 +510,8 @@ impl Gate {
     }
 
     fn expire_readers(&mut self, now: Instant) {
-        for r in self.readers.expired(now) {
+        // An idle kept connection is closed quietly: it owes no request.
+        for r in self.readers.expired(now).into_iter().filter(|r| !r.idle()) {
             self.refuse(r, RequestError::Timeout);
         }
     }
@@ -490,7 +526,7 @@ impl Gate {
             return;
         }
         let deadline = conn.accepted + self.settings.write_timeout;
-        let w = Writer::new(conn, Response::unavailable(1, false), true, deadline);
+        let w = Writer::new(conn, Response::unavailable(1, false), After::Linger, deadline);
         self.refusals.add(w, &mut self.scratch);
     }
 
@@ -512,7 +548,7 @@ impl Gate {
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
             Entry::own(id, h.method.as_str(), &h.target)
         });
-        self.send(r.conn, response, true, &entry);
+        self.send(r.conn, response, After::Linger, &entry);
     }
 
     /// Answers a request whose head decided its answer, without reading its
@@ -526,7 +562,7 @@ impl Gate {
             stats,
             ..Entry::own(id, h.method.as_str(), &h.target)
         });
-        self.send(r.conn, response, true, &entry);
+        self.send(r.conn, response, After::Linger, &entry);
     }
 
     /// A bad request from `ip`: enough of them ban it.
@@ -573,7 +609,7 @@ impl Gate {
                 ));
                 let response = Response::plain(502, &[], r.head.method == Method::Head);
                 let entry = Entry::own(id, r.head.method.as_str(), &r.head.target);
-                self.send(r.conn, response, false, &entry);
+                self.send(r.conn, response, After::Close, &entry);
                 return;
             }
         };
@@ -585,9 +621,13 @@ impl Gate {
     }
 
     /// A complete request: the server's own answer, or a job for the handler.
-    fn dispatch(&mut self, conn: Conn, request: Request, redirects: u8) {
+    fn dispatch(&mut self, mut conn: Conn, request: Request, redirects: u8) {
         let id = self.new_id();
         let Request { head, body } = request;
+        conn.reusable = self.settings.keep_alive.is_some() && head.persistent();
+        if !conn.reusable {
+            conn.early = Vec::new();
+        }
         let head_only = head.method == Method::Head;
         let routes = Arc::clone(&self.routes);
         let found = routes.find(head.method, &head.path);
@@ -650,7 +690,7 @@ impl Gate {
             stats,
             ..Entry::own(id, head.method.as_str(), &head.target)
         };
-        self.send(conn, response, false, &entry);
+        self.send(conn, response, After::Keep, &entry);
     }
 
     /// The answer a request gets whatever its body holds, decided from its
@@ -742,8 +782,17 @@ impl Gate {
         Ok((argv, slot))
     }
 
-    /// Logs the answer and starts writing it.
-    fn send(&mut self, conn: Conn, response: Response, linger: bool, entry: &Entry) {
+    /// Logs the answer and starts writing it. `After::Keep` keeps the
+    /// connection only if its client, the server's state and the answer
+    /// (whole, its head not sent yet) allow it; else it is closed.
+    fn send(&mut self, conn: Conn, mut response: Response, after: After, entry: &Entry) {
+        let after = match after {
+            After::Keep if conn.reusable && !self.state.stopping() && response.keep_alive() => {
+                After::Keep
+            }
+            After::Keep | After::Close => After::Close,
+            After::Linger => After::Linger,
+        };
         match &entry.stats {
             Some(stats) => stats.answers.count(response.status),
             None => self.state.unrouted.count(response.status),
@@ -761,7 +810,7 @@ impl Gate {
         });
         let deadline = Instant::now() + self.settings.write_timeout;
         let closed = self.writers.add(
-            Writer::new(conn, response, linger, deadline),
+            Writer::new(conn, response, after, deadline),
             &mut self.scratch,
         );
         for _ in 0..closed {

@@ -1,17 +1,20 @@
-//! One connection whose request is still arriving: its bytes, how far the
-//! parse got, and its deadline.
+//! One connection whose request is still arriving (or, kept after an
+//! answer, whose next request has not begun): its bytes, how far the parse
+//! got, and its deadline.
 //!
 //! Owns: the read buffer of one connection (at most the head limit, then the
 //! body limit), and the lease that covers its body. Must never: block (the
 //! socket is non-blocking), hold more than the limits, read a body before the
-//! gate gave it a lease, or answer anything but `100 Continue` itself.
+//! gate gave it a lease, answer anything but `100 Continue` itself, or lose
+//! a byte that came after its request (it goes with the connection, for the
+//! next request: `Conn::early`).
 
 use crate::http::request::{ChunkedDecoder, Framing, Head, Limits, parse_head};
 use crate::http::response::CONTINUE;
 use crate::http::{RequestError, Status};
 use crate::queue::{Body, Conn, Lease};
 use std::io::{self, IoSlice};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Most reads of one connection per wake-up, so one fast sender cannot
 /// starve the others.
@@ -63,6 +66,9 @@ pub struct Reader {
     /// The handshake's deadline while TLS is handshaking, then the request's.
     pub deadline: Instant,
     read_deadline: Instant,
+    /// Kept after an answer, and no byte of the next request yet: the
+    /// request has this long once its first byte comes.
+    idle: Option<Duration>,
     buf: Vec<u8>,
     phase: Phase,
     /// Covers the body's bytes once the gate admitted it.
@@ -82,9 +88,36 @@ impl Reader {
             conn,
             deadline,
             read_deadline,
+            idle: None,
             buf: Vec::new(),
             phase: Phase::Head,
             lease: None,
+        }
+    }
+
+    /// A connection kept after its answer: closed quietly at `idle_deadline`
+    /// if no request has begun, else its request has `read_timeout` from
+    /// its first byte (never less than the idle deadline: a deadline only
+    /// moves later).
+    pub fn kept(conn: Conn, idle_deadline: Instant, read_timeout: Duration) -> Reader {
+        Reader {
+            idle: Some(read_timeout),
+            ..Reader::new(conn, idle_deadline, idle_deadline)
+        }
+    }
+
+    /// True while kept and no byte of a next request has come.
+    pub fn idle(&self) -> bool {
+        self.idle.is_some()
+    }
+
+    /// A byte of the request came: a kept connection is idle no longer.
+    fn begun(&mut self) {
+        if let Some(read_timeout) = self.idle.take() {
+            let now = Instant::now();
+            self.conn.accepted = now;
+            self.read_deadline = self.read_deadline.max(now + read_timeout);
+            self.deadline = self.read_deadline;
         }
     }
 
@@ -108,6 +141,13 @@ impl Reader {
         if self.conn.transport.flush(&self.conn.stream).is_err() {
             return Step::Gone;
         }
+        let early = std::mem::take(&mut self.conn.early);
+        if !early.is_empty() {
+            self.begun();
+            if let Some(step) = self.advance(&early, limits) {
+                return step;
+            }
+        }
         let mut reads = 0;
         loop {
             // Plaintext a TLS session holds already is read now: no wake-up
@@ -128,17 +168,26 @@ impl Reader {
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => return Step::BadTls,
                 Err(_) => return Step::Gone,
             };
-            match self.feed(scratch.get(..n).unwrap_or_default(), limits) {
-                Ok(Status::Partial) => {}
-                Ok(Status::Complete(request)) => return Step::Done(request),
-                Err(e) => return Step::Refused(e),
+            self.begun();
+            if let Some(step) = self.advance(scratch.get(..n).unwrap_or_default(), limits) {
+                return step;
             }
-            if let Phase::Admit { head, .. } = &self.phase {
-                return Step::Admit(match head.framing {
-                    Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
-                    Framing::None | Framing::Chunked => 0,
-                });
-            }
+        }
+    }
+
+    /// Parses on with `bytes`: what the gate must hear of, if anything.
+    fn advance(&mut self, bytes: &[u8], limits: &Limits) -> Option<Step> {
+        match self.feed(bytes, limits) {
+            Ok(Status::Partial) => {}
+            Ok(Status::Complete(request)) => return Some(Step::Done(request)),
+            Err(e) => return Some(Step::Refused(e)),
+        }
+        match &self.phase {
+            Phase::Admit { head, .. } => Some(Step::Admit(match head.framing {
+                Framing::Length(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                Framing::None | Framing::Chunked => 0,
+            })),
+            _ => None,
         }
     }
 
@@ -199,7 +248,7 @@ impl Reader {
                 let rest = self.buf.split_off(n.min(self.buf.len()));
                 self.buf = Vec::new();
                 let too_large = matches!(head.framing, Framing::Length(n) if n > limits.max_body);
-                let status = self.start_body(head, &rest);
+                let status = self.start_body(head, rest);
                 if too_large {
                     return Err(RequestError::BodyTooLarge);
                 }
@@ -207,8 +256,9 @@ impl Reader {
             }
             Phase::Length { len, .. } => {
                 let room = len.saturating_sub(self.buf.len());
-                self.buf
-                    .extend_from_slice(bytes.get(..room.min(bytes.len())).unwrap_or_default());
+                let (body, next) = bytes.split_at_checked(room).unwrap_or((bytes, &[]));
+                self.buf.extend_from_slice(body);
+                self.conn.early.extend_from_slice(next);
                 self.covered()?;
                 Ok(self.finish_if_complete())
             }
@@ -217,7 +267,11 @@ impl Reader {
                 self.covered()?;
                 match status {
                     Status::Partial => Ok(Status::Partial),
-                    Status::Complete(_) => Ok(self.take()),
+                    Status::Complete(n) => {
+                        let next = bytes.get(n..).unwrap_or_default();
+                        self.conn.early.extend_from_slice(next);
+                        Ok(self.take())
+                    }
                 }
             }
             // Nothing is read while the gate decides.
@@ -225,16 +279,17 @@ impl Reader {
         }
     }
 
-    /// The head is complete: a request without a body is too; one with a
-    /// body waits for the gate's decision.
-    fn start_body(&mut self, head: Head, rest: &[u8]) -> Status<Request> {
+    /// The head is complete: a request without a body is too (what came
+    /// after it is the next one's); one with a body waits for the gate's
+    /// decision.
+    fn start_body(&mut self, head: Head, rest: Vec<u8>) -> Status<Request> {
         match head.framing {
             Framing::None | Framing::Length(0) => {
+                self.conn.early = rest;
                 self.phase = Phase::Length { head, len: 0 };
                 self.take()
             }
             Framing::Length(_) | Framing::Chunked => {
-                let rest = rest.to_vec();
                 self.phase = Phase::Admit { head, rest };
                 Status::Partial
             }

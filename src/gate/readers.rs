@@ -1,6 +1,7 @@
-//! The connections whose requests are still arriving, in the order they
-//! came (the oldest is evicted first), each watched by one epoll set: a
-//! wake-up costs what is ready, not what is open.
+//! The connections whose requests are still arriving, or kept idle for
+//! their next one, in the order they came (an idle one is evicted first,
+//! then the oldest), each watched by one epoll set: a wake-up costs what is
+//! ready, not what is open.
 //!
 //! Owns: the readers and the epoll set, kept in step: a reader is watched
 //! from the moment it joins until the moment it leaves (for the queue, a
@@ -126,6 +127,23 @@ impl Readers {
         self.list
             .iter()
             .rposition(|w| w.reader.conn.stream.as_raw_fd() == fd)
+    }
+
+    /// Where the oldest idle kept connection stands: the first to make way.
+    pub fn first_idle(&self) -> Option<usize> {
+        self.list.iter().position(|w| w.reader.idle())
+    }
+
+    /// Closes every idle kept connection (the server is stopping).
+    pub fn close_idle(&mut self) {
+        let epoll = &self.epoll;
+        self.list.retain(|w| {
+            let idle = w.reader.idle();
+            if idle {
+                let _ = epoll.remove(w.reader.conn.stream.as_raw_fd());
+            }
+            !idle
+        });
     }
 
     /// Takes out the readers whose deadline has passed. Walks them only

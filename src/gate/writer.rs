@@ -1,13 +1,16 @@
-//! Answers being written to clients that read slowly, and closes that wait
-//! for a client to finish sending what will never be read.
+//! Answers being written to clients that read slowly, closes that wait for
+//! a client to finish sending what will never be read, and connections kept
+//! for their next request once their answer is out.
 //!
 //! Owns: every unfinished answer, oldest first, bounded in number and in the
 //! bytes they hold (all of an answer's memory, not only what is left to
 //! send): a new answer that needs room closes the oldest ones.
-//! Must never: block on a socket, or keep an answer past its deadline.
+//! Must never: block on a socket, keep an answer past its deadline, or read
+//! a kept connection (the gate's readers do).
 
 use crate::http::response::Response;
 use crate::queue::Conn;
+use std::mem;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
@@ -17,31 +20,44 @@ use std::time::{Duration, Instant};
 /// that closing it does not reset the answer away (a lingering close).
 const LINGER: Duration = Duration::from_secs(2);
 
+/// What becomes of a connection once its answer is out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Closed.
+    Close,
+    /// Read and discarded until the client closes (or `LINGER` passes):
+    /// its request was not read whole.
+    Linger,
+    /// Kept, for the client's next request.
+    Keep,
+}
+
 pub struct Writer {
     pub conn: Conn,
     response: Response,
     sent: usize,
-    /// After the answer: read and discard until the client closes.
-    linger: bool,
+    after: After,
     done_writing: bool,
     pub deadline: Instant,
 }
 
 /// What writing did.
-pub enum Progress {
+enum Progress {
     /// Needs the socket to be writable (or, lingering, readable) again.
     Pending,
     /// Finished or failed: drop it.
     Finished,
+    /// Written whole, and the connection is kept.
+    Kept,
 }
 
 impl Writer {
-    pub fn new(conn: Conn, response: Response, linger: bool, deadline: Instant) -> Writer {
+    pub fn new(conn: Conn, response: Response, after: After, deadline: Instant) -> Writer {
         Writer {
             conn,
             response,
             sent: 0,
-            linger,
+            after,
             done_writing: false,
             deadline,
         }
@@ -58,8 +74,9 @@ impl Writer {
         self.done_writing
     }
 
-    /// Writes as much as the socket takes now; then closes, or lingers.
-    pub fn on_ready(&mut self, scratch: &mut [u8]) -> Progress {
+    /// Writes as much as the socket takes now; then closes, lingers or
+    /// keeps the connection.
+    fn on_ready(&mut self, scratch: &mut [u8]) -> Progress {
         if self.done_writing {
             return self.drain(scratch);
         }
@@ -87,14 +104,20 @@ impl Writer {
                 Err(_) => return Progress::Finished,
             }
         }
-        // TLS: close_notify and the records still held go out first.
-        match self.conn.transport.finish(&self.conn.stream) {
-            Ok(true) => {}
-            Ok(false) => return Progress::Pending,
-            Err(_) => return Progress::Finished,
+        // TLS: the records still held (after close_notify, unless kept) go
+        // out first.
+        let flushed = match self.after {
+            After::Keep => self.conn.transport.flush(&self.conn.stream),
+            After::Close | After::Linger => self.conn.transport.finish(&self.conn.stream),
+        };
+        match (flushed, self.after) {
+            (Ok(true), After::Keep) => return Progress::Kept,
+            (Ok(true), _) => {}
+            (Ok(false), _) => return Progress::Pending,
+            (Err(_), _) => return Progress::Finished,
         }
         let _ = self.conn.stream.shutdown(Shutdown::Write);
-        if !self.linger {
+        if self.after == After::Close {
             return Progress::Finished;
         }
         self.done_writing = true;
@@ -121,6 +144,8 @@ impl Writer {
 /// The set of unfinished answers.
 pub struct Writers {
     list: VecDeque<Writer>,
+    /// Connections whose answer is out, kept for their next request.
+    kept: Vec<Conn>,
     bytes: usize,
     max_count: usize,
     max_bytes: usize,
@@ -130,6 +155,7 @@ impl Writers {
     pub fn new(max_count: usize, max_bytes: usize) -> Writers {
         Writers {
             list: VecDeque::new(),
+            kept: Vec::new(),
             bytes: 0,
             max_count,
             max_bytes,
@@ -139,8 +165,13 @@ impl Writers {
     /// Tries to send `w` at once; what is left joins the set, after closing as
     /// many of the oldest as needed to make room. Returns how many were closed.
     pub fn add(&mut self, mut w: Writer, scratch: &mut [u8]) -> usize {
-        if let Progress::Finished = w.on_ready(scratch) {
-            return 0;
+        match w.on_ready(scratch) {
+            Progress::Pending => {}
+            Progress::Finished => return 0,
+            Progress::Kept => {
+                self.kept.push(w.conn);
+                return 0;
+            }
         }
         let mut closed = 0;
         while !self.list.is_empty()
@@ -154,6 +185,16 @@ impl Writers {
         self.bytes += w.held();
         self.list.push_back(w);
         closed
+    }
+
+    /// The connections kept since the last call.
+    pub fn take_kept(&mut self) -> Vec<Conn> {
+        mem::take(&mut self.kept)
+    }
+
+    /// True while kept connections wait for `take_kept`.
+    pub fn has_kept(&self) -> bool {
+        !self.kept.is_empty()
     }
 
     /// Bytes the unfinished answers hold.
@@ -187,17 +228,19 @@ impl Writers {
         let mut index = 0;
         while let Some(w) = self.list.get_mut(i) {
             let before = w.held();
-            let finished = if ready(index) {
-                matches!(w.on_ready(scratch), Progress::Finished)
+            let progress = if ready(index) {
+                w.on_ready(scratch)
             } else {
-                false
+                Progress::Pending
             };
-            let expired = !finished && w.deadline <= now;
+            let expired = matches!(progress, Progress::Pending) && w.deadline <= now;
             self.bytes = self.bytes.saturating_sub(before.saturating_sub(w.held()));
-            if finished || expired {
+            if !matches!(progress, Progress::Pending) || expired {
                 abandoned += usize::from(expired && !w.done_writing);
                 self.bytes = self.bytes.saturating_sub(w.held());
-                self.list.remove(i);
+                if let (Some(w), Progress::Kept) = (self.list.remove(i), progress) {
+                    self.kept.push(w.conn);
+                }
             } else {
                 i += 1;
             }

@@ -88,6 +88,29 @@ impl Head {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value.as_slice())
     }
+
+    /// Whether the client means to send another request on its connection
+    /// (RFC 9112 §9.3): HTTP/1.1 unless it lists `close`, HTTP/1.0 only if
+    /// it lists `keep-alive`.
+    pub fn persistent(&self) -> bool {
+        let named = connection_tokens(&self.headers);
+        let listed = |t: &str| named.iter().any(|n| n == t);
+        if self.minor_version >= 1 {
+            !listed("close")
+        } else {
+            listed("keep-alive")
+        }
+    }
+}
+
+/// The lower-case names a `Connection` field lists (RFC 9110 §7.6.1).
+pub fn connection_tokens(headers: &[Header]) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| h.value.split(|&b| b == b','))
+        .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
+        .collect()
 }
 
 /// Parses a head at the start of `buf`. `Complete((head, n))`: n = bytes of the head including the

@@ -1,5 +1,5 @@
 //! Builds the bytes of a response: status line, `Date`, `Content-Length`,
-//! `Connection: close`, the caller's headers, and the body kept apart so a
+//! the caller's headers, `Connection: close` (or `keep-alive`), and the body kept apart so a
 //! large program output is never copied.
 //!
 //! Must never: touch a socket, or emit a header from the outside world that
@@ -96,6 +96,19 @@ impl Response {
     pub fn unavailable(retry_after: u64, head_only: bool) -> Response {
         let secs = retry_after.to_string();
         Response::plain(503, &[("Retry-After", &secs)], head_only)
+    }
+
+    /// Keeps the connection open after this answer: its `Connection: close`
+    /// becomes `keep-alive`. False for a head that has none (the rest of a
+    /// streamed answer, whose head went out already).
+    pub fn keep_alive(&mut self) -> bool {
+        const CLOSE: &[u8] = b"close\r\n\r\n";
+        if !self.head.ends_with(CLOSE) {
+            return false;
+        }
+        self.head.truncate(self.head.len().saturating_sub(CLOSE.len()));
+        self.head.extend_from_slice(b"keep-alive\r\n\r\n");
+        true
     }
 
     /// Bytes on the wire.
@@ -220,6 +233,15 @@ mod tests {
         assert!(head.contains("\r\nContent-Length: 2\r\n"));
         assert!(head.ends_with("Content-Type: text/plain\r\nConnection: close\r\n\r\n"));
         assert_eq!(r.body, b"hi");
+        let mut kept = Response::new(204, &[], Vec::new(), false);
+        assert!(kept.keep_alive());
+        assert!(kept.head.ends_with(b"\r\nConnection: keep-alive\r\n\r\n"));
+        let mut rest = Response {
+            status: 200,
+            head: Vec::new(),
+            body: b"0\r\n\r\n".to_vec(),
+        };
+        assert!(!rest.keep_alive(), "a streamed answer's rest keeps nothing");
         let r = Response::new(200, &[("X-Bad", "a\r\nInjected: 1")], b"hi".to_vec(), true);
         assert!(!String::from_utf8(r.head).unwrap().contains("Injected"));
         assert!(r.body.is_empty());
