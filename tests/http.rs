@@ -260,3 +260,163 @@ fn an_oversized_chunked_body_gets_413() {
     assert_eq!(r.status, 413);
     assert_eq!(s.metric("fiddler_programs_started_total"), 0);
 }
+
+/// `--keep-alive`: a kept connection and the bytes on it.
+fn kept(args: &[&str]) -> Server {
+    let mut all = vec!["--keep-alive", "600"];
+    all.extend_from_slice(args);
+    echo(&all)
+}
+
+/// A GET on a new connection that asks for the close.
+fn closing_get(s: &Server, path: &str) -> support::Reply {
+    s.raw(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())
+}
+
+#[test]
+fn a_kept_connection_answers_in_order_and_closes_when_asked() {
+    let s = kept(&[]);
+    let mut c = s.connect();
+    c.write_all(b"GET /x/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let r = support::read_one(&mut c);
+    assert_eq!((r.status, r.text().as_str()), (200, "/a\n"));
+    assert_eq!(r.header("Connection"), Some("keep-alive"));
+    // Pipelined, in one write: a body, a GET, and the last one closes.
+    c.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc\
+          GET /x/b HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /nothing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    for (status, body, connection) in [
+        (200, "abc", "keep-alive"),
+        (200, "/b\n", "keep-alive"),
+        (404, "404 Not Found\n", "close"),
+    ] {
+        let r = support::read_one(&mut c);
+        assert_eq!((r.status, r.text().as_str()), (status, body), "{r:?}");
+        assert_eq!(r.header("Connection"), Some(connection), "{r:?}");
+    }
+    assert_eq!(support::read_all(&mut c), (Vec::new(), None));
+    // HTTP/1.0 is kept only if it asks.
+    let r = s.raw(b"GET /x/c HTTP/1.0\r\n\r\n");
+    assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
+    let mut c = s.connect();
+    c.write_all(b"GET /x/d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let r = support::read_one(&mut c);
+    assert_eq!(
+        (r.status, r.header("Connection")),
+        (200, Some("keep-alive"))
+    );
+    // Off (the default): every answer closes.
+    let r = echo(&[]).get("/x/e");
+    assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
+}
+
+/// What closing made safe stays safe on a kept connection: a request whose
+/// framing is refused, or whose body was never read, ends the connection,
+/// and nothing after it is taken for a request.
+#[test]
+fn framing_errors_and_unread_bodies_end_a_kept_connection() {
+    let s = kept(&[]);
+    let smuggled = "GET /x/smuggled HTTP/1.1\r\nHost: t\r\n\r\n";
+    let cases = [
+        // Both framings (RFC 9112 §6.3): 400.
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\
+             Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+        ),
+        // Two different lengths: 400.
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\
+             Content-Length: 6\r\n\r\nhello!{smuggled}"
+        ),
+        // A bad chunk size: 400.
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{smuggled}"
+        ),
+        // Answered from its head (404), its body never read: a request
+        // hidden in the body is never run.
+        format!(
+            "POST /nothing HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{smuggled}",
+            smuggled.len()
+        ),
+    ];
+    for (case, want) in cases.iter().zip([400, 400, 400, 404]) {
+        let mut c = s.connect();
+        c.write_all(b"GET /x/first HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            support::read_one(&mut c).header("Connection"),
+            Some("keep-alive")
+        );
+        c.write_all(case.as_bytes()).unwrap();
+        let (rest, _) = support::read_all(&mut c);
+        let r = support::parse_reply(rest);
+        assert_eq!(r.status, want, "{case}");
+        assert_eq!(r.header("Connection"), Some("close"), "{case}");
+        let len: usize = r.header("Content-Length").unwrap().parse().unwrap();
+        assert_eq!(r.body.len(), len, "nothing after the answer: {case}");
+    }
+    assert!(!s.log_lines().iter().any(|l| l.contains("/x/smuggled")));
+}
+
+/// A request on a kept connection takes its place in the queue only once it
+/// is complete: half a request holds nothing.
+#[test]
+fn a_kept_connection_takes_a_slot_only_when_its_request_is_complete() {
+    let s = kept(&["--queue", "1"]);
+    let mut c = s.connect();
+    c.write_all(b"GET /x/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(support::read_one(&mut c).status, 200);
+    c.write_all(b"GET /x/b HTTP/1.1\r\nHost: t\r\n").unwrap();
+    s.wait_log(|l| l.contains(" GET /x/a 200 "));
+    // The one slot is free for another client meanwhile.
+    assert_eq!(closing_get(&s, "/x/other").text(), "/other\n");
+    c.write_all(b"\r\n").unwrap();
+    assert_eq!(support::read_one(&mut c).text(), "/b\n");
+}
+
+/// An idle kept connection is the first to make way for a new one, before
+/// a client still sending; and at its deadline it is closed without a word.
+#[test]
+fn idle_kept_connections_make_way_first_and_close_quietly() {
+    let s = kept(&["--max-reading", "2"]);
+    let mut slow = s.connect();
+    slow.write_all(b"GET /x/slow HTTP/1.1\r\n").unwrap();
+    let mut idle = s.connect();
+    idle.write_all(b"GET /x/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(support::read_one(&mut idle).status, 200);
+    s.wait_metric("fiddler_connections{state=\"reading\"}", |n| n == 2);
+    assert_eq!(closing_get(&s, "/x/new").text(), "/new\n");
+    assert_eq!(support::read_all(&mut idle), (Vec::new(), None));
+    slow.write_all(b"Host: t\r\n\r\n").unwrap();
+    assert_eq!(support::read_one(&mut slow).text(), "/slow\n");
+    assert_eq!(s.metric("fiddler_dropped_total{reason=\"evicted\"}"), 0);
+
+    let s = echo(&["--keep-alive", "1"]);
+    let mut c = s.connect();
+    c.write_all(b"GET /x/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(support::read_one(&mut c).status, 200);
+    assert_eq!(support::read_all(&mut c), (Vec::new(), None));
+    assert!(!s.log_lines().iter().any(|l| l.contains(" 408 ")));
+}
+
+/// SIGTERM closes idle kept connections at once: the drain does not wait
+/// for their deadline.
+#[test]
+fn a_drain_closes_idle_kept_connections() {
+    let mut s = kept(&["--drain-timeout", "600"]);
+    let mut c = s.connect();
+    c.write_all(b"GET /x/a HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(support::read_one(&mut c).status, 200);
+    s.signal("TERM");
+    assert_eq!(support::read_all(&mut c), (Vec::new(), None));
+    assert_eq!(s.wait_exit(), Some(0));
+}

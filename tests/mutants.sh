@@ -68,5 +68,8 @@ mutant src/upstream.rs '        if client_events & !POLLOUT != 0 {' '        if 
 mutant src/main.rs '        capacity: config.queue,' '        capacity: config.queue + 1,' queue
 mutant src/sys.rs 'ffi::kill(-pgid, signal)' 'ffi::kill(pgid, signal)' escapes
 mutant src/handler.rs '        let outcome = if self.state.phase() >= Phase::Expired {' '        let outcome = if false {' operations
+mutant src/gate/mod.rs '            if let Some(i) = self.readers.first_idle() {' '            if let Some(i) = None::<usize> {' http
+mutant src/gate/mod.rs '                self.readers.close_idle();' '' http
+mutant src/gate/reader.rs '                self.conn.early = rest;' '                drop(rest);' http
 
 echo "mutants.sh: $caught caught, $survived survived"

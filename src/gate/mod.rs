@@ -526,7 +526,12 @@ impl Gate {
             return;
         }
         let deadline = conn.accepted + self.settings.write_timeout;
-        let w = Writer::new(conn, Response::unavailable(1, false), After::Linger, deadline);
+        let w = Writer::new(
+            conn,
+            Response::unavailable(1, false),
+            After::Linger,
+            deadline,
+        );
         self.refusals.add(w, &mut self.scratch);
     }
 

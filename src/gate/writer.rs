@@ -10,9 +10,9 @@
 
 use crate::http::response::Response;
 use crate::queue::Conn;
-use std::mem;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
+use std::mem;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 

@@ -106,7 +106,8 @@ impl Response {
         if !self.head.ends_with(CLOSE) {
             return false;
         }
-        self.head.truncate(self.head.len().saturating_sub(CLOSE.len()));
+        self.head
+            .truncate(self.head.len().saturating_sub(CLOSE.len()));
         self.head.extend_from_slice(b"keep-alive\r\n\r\n");
         true
     }

@@ -405,6 +405,29 @@ pub fn parse_reply(raw: Vec<u8>) -> Reply {
     }
 }
 
+/// Reads one answer from a connection that stays open (`keep_alive`): its
+/// head, then the `Content-Length` bytes it announces.
+pub fn read_one(s: &mut TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => raw.push(byte[0]),
+            other => panic!(
+                "reading a head: {other:?} after {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
+        }
+    }
+    let len: usize = parse_reply(raw.clone())
+        .header("Content-Length")
+        .map_or(0, |l| l.parse().unwrap());
+    let at = raw.len();
+    raw.resize(at + len, 0);
+    s.read_exact(&mut raw[at..]).unwrap();
+    parse_reply(raw)
+}
+
 /// Reads whatever a connection yields until it closes: the bytes, or the
 /// error that ended it. For connections the server should close unread.
 pub fn read_all(s: &mut TcpStream) -> (Vec<u8>, Option<ErrorKind>) {
