@@ -3,7 +3,7 @@
 
     loadtest.py SCENARIO [options] [-- SERVER ARGS...]
 
-Scenarios: flood, steady, slowloris, dropcost, garbage, idle, seq (`SCENARIO
+Scenarios: flood, steady, slowloris, dropcost, garbage, idle, seq, warm (`SCENARIO
 -h` for each; README.md beside this file). Point it at a running server (--port,
 --admin-port, --pid) or let it start one (--spawn --bin PATH; what follows
 `--` goes to the server). Loopback only unless --allow-remote.
@@ -1004,6 +1004,81 @@ async def scenario_seq(run: Run) -> Dict[str, object]:
     return out
 
 
+async def warm_client(addr: Tuple[str, int], payload: bytes, keep: bool, timeout: float, end: float,
+                      outcomes: List[Outcome]) -> None:
+    """One client of `warm`, in a closed loop until `end`: each request on a
+    new connection (closed by the server after its answer), or on the one
+    connection it keeps (a new one whenever the server closed it)."""
+    reader = writer = None
+    while time.monotonic() < end:
+        start = time.monotonic()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(*addr, limit=READ_LIMIT)
+            writer.write(payload)
+            if not keep:
+                data = await asyncio.wait_for(reader.read(-1), timeout)  # it closes after the answer
+                outcomes.append(classify(data, start))
+                writer.close()
+                reader = writer = None
+                continue
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            body = await asyncio.wait_for(reader.readexactly(length), timeout)
+            outcomes.append(classify(head + body, start))
+            if b"\r\nconnection: close\r\n" in head.lower():
+                writer.close()
+                reader = writer = None
+        except asyncio.TimeoutError:
+            outcomes.append(Outcome("timeout", start, time.monotonic()))
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            outcomes.append(Outcome("closed" if isinstance(e, asyncio.IncompleteReadError) else "error:reset",
+                                    start, time.monotonic()))
+        except OSError as e:
+            outcomes.append(Outcome(f"error:{errno_name(e)}", start, time.monotonic()))
+        if writer is not None and outcomes[-1].kind != "answered":
+            writer.close()
+            reader = writer = None
+
+
+async def scenario_warm(run: Run) -> Dict[str, object]:
+    """Many clients, each in a closed loop of small requests (a warm worker's
+    micro endpoint): requests/s and latency, each request on a new connection
+    or (--keep-alive) each client on one kept connection."""
+    a, server = run.args, run.server
+    body = a.body.encode()
+    payload = http_request(a.method, a.path, body, close=not a.keep_alive)
+    warm_end = time.monotonic() + a.warmup
+    await asyncio.gather(*(warm_client(server.addr, payload, a.keep_alive, a.request_timeout, warm_end, [])
+                           for _ in range(a.clients)))
+    cpu0 = cpu_ticks(server.pid) if server.pid else None
+    cg0 = cgroup_usec(a.cgroup)
+    outcomes: List[Outcome] = []
+    t0 = time.monotonic()
+    end = min(t0 + a.duration, run.deadline)
+    await asyncio.gather(*(warm_client(server.addr, payload, a.keep_alive, a.request_timeout, end, outcomes)
+                           for _ in range(a.clients)))
+    wall = time.monotonic() - t0
+    ok = [o for o in outcomes if o.status == a.expect]
+    out: Dict[str, object] = {
+        "warm": {"request": f"{a.method} {a.path}", "body bytes": len(body), "clients": a.clients,
+                 "connections": "kept" if a.keep_alive else "one per request", "requests": len(outcomes),
+                 "wall s": round(wall, 3), "requests/s": round(len(ok) / wall, 1) if wall else None},
+        "outcomes": tally(outcomes),
+        f"latency ms (answered {a.expect})": percentiles([o.latency for o in ok]),
+    }
+    if cpu0 and outcomes:
+        cpu1 = cpu_ticks(server.pid)
+        out["server cpu per request, ms"] = {
+            k: round((cpu1[k] - cpu0[k]) * 1000 / CLK_TCK / len(outcomes), 3) for k in ("own", "children")}
+    if cg0 is not None and outcomes:
+        out["cgroup cpu per request, ms"] = round((cgroup_usec(a.cgroup) - cg0) / 1000 / len(outcomes), 3)
+    if not ok:
+        run.broken.append(f"no request was answered {a.expect}: {tally(outcomes)}")
+    return out
+
+
 def garbage_cases(rng: random.Random, n: int, path: str) -> List[Tuple[str, bytes, bool]]:
     """n seeded cases (kind, bytes, half-close after sending) of bad input."""
     good = http_request("POST", path, b"hello")
@@ -1111,7 +1186,7 @@ async def scenario_idle(run: Run) -> Dict[str, object]:
 
 SCENARIOS = {"flood": scenario_flood, "steady": scenario_steady, "slowloris": scenario_slowloris,
              "dropcost": scenario_dropcost, "garbage": scenario_garbage, "idle": scenario_idle,
-             "seq": scenario_seq}
+             "seq": scenario_seq, "warm": scenario_warm}
 SPAWN_DEFAULTS = {"dropcost": ["--queue", "4"]}  # before the user's server args, which win
 
 
@@ -1312,6 +1387,13 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
                    help="every 200 answer's body must be the body sent [yes]")
     p.add_argument("--expect", type=int, default=200,
                    help="the status every request must get, and the one counted in requests/s [200]")
+    p = scenario("warm", "/fn", 10)
+    p.add_argument("--clients", type=count(MAX_SOCKETS), default=16, help="clients at once [16]")
+    p.add_argument("--duration", type=float, default=10, help="s of counted requests [10]")
+    p.add_argument("--warmup", type=float, default=1, help="s of requests first, not counted [1]")
+    p.add_argument("--keep-alive", action="store_true",
+                   help="each client keeps one connection (a new one when the server closes it)")
+    p.add_argument("--expect", type=int, default=200, help="the status counted in requests/s [200]")
     p = scenario("idle", "/")
     p.add_argument("--duration", type=float, default=10, help="s [10]")
     args = ap.parse_args(argv)
