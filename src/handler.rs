@@ -26,7 +26,8 @@ use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Weak};
 use std::thread;
@@ -58,13 +59,45 @@ pub enum Event {
     Busy,
 }
 
+/// How handlers reach the watchdog. Work to watch is told only while the
+/// watchdog rests (waits without its tick): a busy server does not wake it
+/// for every job.
+#[derive(Clone)]
+pub struct Alarm {
+    events: SyncSender<Event>,
+    resting: Arc<AtomicBool>,
+}
+
+impl Alarm {
+    pub fn new(events: SyncSender<Event>) -> Alarm {
+        Alarm {
+            events,
+            resting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The watchdog is about to rest (true, before it looks whether any
+    /// handler is busy) or to tick (false). A swap on both sides: either
+    /// the watchdog sees the busy handler, or the handler sees it resting.
+    pub fn rest(&self, resting: bool) {
+        self.resting.swap(resting, SeqCst);
+    }
+
+    /// The handler took work (its state says so already).
+    fn busy(&self) {
+        if self.resting.swap(false, SeqCst) {
+            let _ = self.events.try_send(Event::Busy);
+        }
+    }
+}
+
 /// A handler thread spawned in advance, waiting to take over.
 pub struct Standby {
     activate: SyncSender<u64>,
 }
 
 impl Standby {
-    pub fn spawn(handler: Arc<Handler>, events: SyncSender<Event>) -> io::Result<Standby> {
+    pub fn spawn(handler: Arc<Handler>, alarm: Alarm) -> io::Result<Standby> {
         let (activate, activated) = sync_channel(1);
         thread::Builder::new()
             .name("handler".into())
@@ -75,9 +108,9 @@ impl Standby {
                 };
                 let _sentinel = Sentinel {
                     handler: &handler,
-                    events: events.clone(),
+                    events: alarm.events.clone(),
                 };
-                handler.serve(generation, &events);
+                handler.serve(generation, &alarm);
             })?;
         Ok(Standby { activate })
     }
@@ -107,7 +140,7 @@ impl Handler {
     /// Takes batches from the gate and serves them, until the gate is gone
     /// or a newer generation took over (this one hung and was replaced:
     /// what is left of its batch is dropped, its connections closed).
-    fn serve(&self, generation: u64, events: &SyncSender<Event>) {
+    fn serve(&self, generation: u64, alarm: &Alarm) {
         let in_charge = || self.view.generation() == generation;
         // This thread's warm workers: they end with it.
         let mut workers = Workers::new(&self.view.running);
@@ -135,7 +168,7 @@ impl Handler {
             // None: the gate restarted and lost our request: ask again.
             let Some(batch) = batch else { continue };
             self.view.set_state(HandlerState::Busy);
-            let _ = events.try_send(Event::Busy);
+            alarm.busy();
             for job in batch {
                 if !in_charge() {
                     return;

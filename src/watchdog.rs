@@ -11,7 +11,7 @@
 //! Must never: serve a request, restart in a tight loop, or wake while
 //! there is nothing to watch (an idle server with no light costs nothing).
 
-use crate::handler::{Event, Handler, Standby};
+use crate::handler::{Alarm, Event, Handler, Standby};
 use crate::light::{self, Color, Thresholds};
 use crate::log;
 use crate::state::{HandlerState, Part, State};
@@ -19,7 +19,7 @@ use crate::sys::SIGKILL;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,14 +37,15 @@ const OVERDUE_SLACK: Duration = Duration::from_secs(2);
 pub fn start_handlers(handlers: Vec<Arc<Handler>>, light: Thresholds) -> io::Result<()> {
     // One event per handler at a time: the next is reported once it is handled.
     let (events, heard) = sync_channel(handlers.len());
+    let alarm = Alarm::new(events);
     let mut standbys = Vec::with_capacity(handlers.len());
     for h in &handlers {
-        Standby::spawn(Arc::clone(h), events.clone())?.activate(h.view.next_generation());
-        standbys.push(Some(Standby::spawn(Arc::clone(h), events.clone())?));
+        Standby::spawn(Arc::clone(h), alarm.clone())?.activate(h.view.next_generation());
+        standbys.push(Some(Standby::spawn(Arc::clone(h), alarm.clone())?));
     }
     let mut watchdog = Watchdog {
         handlers,
-        events,
+        alarm,
         standbys,
         light,
     };
@@ -57,7 +58,7 @@ pub fn start_handlers(handlers: Vec<Arc<Handler>>, light: Thresholds) -> io::Res
 
 struct Watchdog {
     handlers: Vec<Arc<Handler>>,
-    events: SyncSender<Event>,
+    alarm: Alarm,
     /// The standby beside each handler.
     standbys: Vec<Option<Standby>>,
     light: Thresholds,
@@ -66,11 +67,13 @@ struct Watchdog {
 impl Watchdog {
     fn run(&mut self, heard: &Receiver<Event>) {
         loop {
+            self.alarm.rest(true);
             let busy = self
                 .handlers
                 .iter()
                 .any(|h| h.view.state() == HandlerState::Busy);
             let event = if self.light.enabled() || busy {
+                self.alarm.rest(false);
                 heard.recv_timeout(TICK)
             } else {
                 heard.recv().map_err(|_| RecvTimeoutError::Disconnected)
@@ -158,7 +161,7 @@ impl Watchdog {
     /// A new standby, trying again (with a pause) while threads cannot be made.
     fn spawn_standby(&self, handler: &Arc<Handler>) -> Standby {
         loop {
-            match Standby::spawn(Arc::clone(handler), self.events.clone()) {
+            match Standby::spawn(Arc::clone(handler), self.alarm.clone()) {
                 Ok(s) => return s,
                 Err(e) => {
                     log::event(format_args!(

@@ -103,7 +103,7 @@ echo "fiddler_crab / uvicorn, requests/s, round by round:"
 for client in new keep aiohttp crash; do
     line="  $client:"
     for round in $(seq "$ROUNDS"); do
-        line+=" $(python3 -c "print(f'{$((0))}' if 0 else round(${RATE[$round,$client,fiddler_crab]:-0} / max(${RATE[$round,$client,uvicorn]:-0}, 1e-9), 2))")"
+        line+=" $(python3 -c "print(round(${RATE[$round,$client,fiddler_crab]:-0} / max(${RATE[$round,$client,uvicorn]:-0}, 1e-9), 2))")"
     done
     echo "$line"
 done
