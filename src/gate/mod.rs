@@ -37,7 +37,8 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 use writer::{After, Writer, Writers};
@@ -155,11 +156,13 @@ impl Entry {
 }
 
 /// The sending side of the gate's mailbox: a bounded channel plus a wake-up
-/// byte on a socket pair, so the gate can sleep in `poll`.
+/// byte on a socket pair, so the gate can sleep in `poll` — written only
+/// while it sleeps (or is about to): a busy gate finds its mail on its own.
 #[derive(Clone)]
 pub struct Inbox {
     tx: SyncSender<ToGate>,
     wake: Arc<UnixStream>,
+    asleep: Arc<AtomicBool>,
     /// Counts what is delivered, so a stuck gate shows in /health.
     state: Arc<State>,
 }
@@ -185,7 +188,11 @@ impl Inbox {
         if sent {
             self.state.mail_sent();
         }
-        self.wake();
+        // A swap on both sides: either the gate reads this message before
+        // it sleeps, or this sees it asleep and wakes it.
+        if self.asleep.swap(false, SeqCst) {
+            self.wake();
+        }
         sent
     }
 
@@ -200,6 +207,7 @@ impl Inbox {
 pub struct Mailbox {
     rx: Receiver<ToGate>,
     wake: UnixStream,
+    asleep: Arc<AtomicBool>,
 }
 
 pub fn mailbox(capacity: usize, state: Arc<State>) -> io::Result<(Inbox, Mailbox)> {
@@ -207,13 +215,19 @@ pub fn mailbox(capacity: usize, state: Arc<State>) -> io::Result<(Inbox, Mailbox
     let (wake_tx, wake_rx) = UnixStream::pair()?;
     wake_tx.set_nonblocking(true)?;
     wake_rx.set_nonblocking(true)?;
+    let asleep = Arc::new(AtomicBool::new(true));
     Ok((
         Inbox {
             tx,
             wake: Arc::new(wake_tx),
+            asleep: Arc::clone(&asleep),
             state,
         },
-        Mailbox { rx, wake: wake_rx },
+        Mailbox {
+            rx,
+            wake: wake_rx,
+            asleep,
+        },
     ))
 }
 
@@ -282,6 +296,9 @@ impl Gate {
             let now = Instant::now();
             self.state.gate_beat();
             self.expire_readers(now);
+            // From here on, mail wakes the gate; what came before is read now.
+            mailbox.asleep.swap(true, SeqCst);
+            self.read_mailbox(mailbox);
             // Those kept since now wait for the next turn: one read each per turn.
             for conn in self.writers.take_kept() {
                 self.resume(conn, now);
@@ -318,7 +335,9 @@ impl Gate {
             } else {
                 next.map(|d| d.saturating_duration_since(now))
             };
-            if sys::poll(&mut self.fds, timeout).is_err() {
+            let polled = sys::poll(&mut self.fds, timeout);
+            mailbox.asleep.swap(false, SeqCst);
+            if polled.is_err() {
                 // EINVAL/ENOMEM: nothing to do but try again shortly.
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
