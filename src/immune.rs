@@ -9,18 +9,17 @@
 
 use crate::cidr::Cidr;
 use crate::state::Epoch;
-use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-/// Addresses whose marks are counted at once; the oldest makes way.
+/// Addresses whose marks are counted at once; the oldest nearby makes way.
 const STRIKE_TABLE: usize = 4096;
 /// Bans held at once; a new one replaces the soonest to end nearby.
 const BAN_SLOTS: usize = 1024;
-/// Slots a ban may sit in past its hashed place.
+/// Slots an address may sit in past its hashed place (both tables).
 const PROBES: usize = 8;
 
 /// What bans a peer, and for how long.
@@ -34,20 +33,20 @@ pub struct Policy {
     pub trusted: Vec<Cidr>,
 }
 
-/// Marks per address, in the gate only.
+/// Marks per address, in the gate only: a fixed table of (address hash,
+/// marks, since when), keyed at random like `Bans`.
 pub struct Strikes {
     policy: Policy,
-    marks: HashMap<IpAddr, (u32, Instant)>,
+    slots: Vec<(u64, u32, Instant)>,
+    hasher: RandomState,
 }
 
 impl Strikes {
     pub fn new(policy: Policy) -> Strikes {
+        let size = if policy.ban_after > 0 { STRIKE_TABLE } else { 0 };
         Strikes {
-            marks: HashMap::with_capacity(if policy.ban_after > 0 {
-                STRIKE_TABLE
-            } else {
-                0
-            }),
+            slots: vec![(0, 0, Instant::now()); size],
+            hasher: RandomState::new(),
             policy,
         }
     }
@@ -57,22 +56,26 @@ impl Strikes {
         if self.policy.ban_after == 0 || self.policy.trusted.iter().any(|c| c.contains(ip)) {
             return false;
         }
-        if !self.marks.contains_key(&ip) && self.marks.len() >= STRIKE_TABLE {
-            let oldest = self.marks.iter().min_by_key(|(_, (_, since))| *since);
-            if let Some((&old, _)) = oldest {
-                self.marks.remove(&old);
-            }
+        // Its own slot; else an empty one nearby, else the oldest nearby.
+        let key = self.hasher.hash_one(ip).max(1);
+        let start = usize::try_from(key % STRIKE_TABLE as u64).unwrap_or(0);
+        let near = (0..PROBES).map(|i| (start + i) % STRIKE_TABLE);
+        let slots = &self.slots;
+        let at = near
+            .clone()
+            .find(|&i| slots.get(i).is_some_and(|s| s.0 == key))
+            .or_else(|| near.min_by_key(|&i| slots.get(i).map(|s| (s.0 != 0, s.2))));
+        let Some(slot) = at.and_then(|i| self.slots.get_mut(i)) else {
+            return false;
+        };
+        if slot.0 != key || now.saturating_duration_since(slot.2) > self.policy.window {
+            *slot = (key, 0, now);
         }
-        let window = self.policy.window;
-        let entry = self.marks.entry(ip).or_insert((0, now));
-        if now.saturating_duration_since(entry.1) > window {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        if entry.0 < self.policy.ban_after {
+        slot.1 += 1;
+        if slot.1 < self.policy.ban_after {
             return false;
         }
-        self.marks.remove(&ip);
+        slot.0 = 0;
         true
     }
 
@@ -182,16 +185,22 @@ mod tests {
     }
 
     #[test]
-    fn the_strike_table_stays_bounded() {
+    fn the_strike_table_stays_bounded_and_counts_a_repeat_offender() {
         let t0 = Instant::now();
         let mut s = Strikes::new(policy(&[]));
-        for i in 0..(STRIKE_TABLE as u32 + 500) {
-            s.mark(
-                IpAddr::from(i.to_be_bytes()),
-                t0 + Duration::from_millis(u64::from(i)),
-            );
+        let bad = ip("192.0.2.1");
+        for i in 0..(STRIKE_TABLE as u32 * 4) {
+            let at = t0 + Duration::from_millis(u64::from(i));
+            assert!(!s.mark(IpAddr::from(((i + 1) << 8).to_be_bytes()), at));
+            // The newest marks are never the ones that make way.
+            if i % 1000 == 998 {
+                assert!(!s.mark(bad, at));
+                assert!(!s.mark(bad, at));
+                assert!(s.mark(bad, at));
+            }
         }
-        assert_eq!(s.marks.len(), STRIKE_TABLE);
+        assert_eq!(s.slots.len(), STRIKE_TABLE);
+        assert_eq!(s.slots.capacity(), STRIKE_TABLE);
     }
 
     #[test]
