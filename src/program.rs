@@ -687,6 +687,9 @@ impl<'a> Group<'a> {
         // The client is watched for leaving, and written to when streaming.
         let client = sink.stream().map(|s| s.fd()).or(run.client);
         let framed = sink.framed();
+        // A pipe takes a request at once, most often: no poll first.
+        self.feed(run.stdin, &mut written, !framed);
+        self.fed_all = written >= run.stdin.len();
         loop {
             let closed = self.stdout.is_none() && self.stderr.is_none();
             if self.status.is_some() || (closed && self.exited_now()) {
@@ -1002,7 +1005,13 @@ fn read_some<R: Read>(
                 *pipe = None;
                 return Ok(());
             }
-            Ok(n) => sink(scratch.get(..n).unwrap_or_default()),
+            Ok(n) => {
+                sink(scratch.get(..n).unwrap_or_default());
+                // Less than asked for: the pipe is empty now.
+                if n < scratch.len() {
+                    return Ok(());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

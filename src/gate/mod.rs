@@ -357,6 +357,9 @@ impl Gate {
                 self.serve_readers();
             }
             if ready(0) {
+                // One read of the wake-up bytes: any left (rarely) make the
+                // next poll return at once.
+                let _ = (&mailbox.wake).read(&mut self.scratch);
                 self.read_mailbox(mailbox);
             }
             self.fds = fds;
@@ -388,7 +391,6 @@ impl Gate {
     }
 
     fn read_mailbox(&mut self, mailbox: &Mailbox) {
-        while (&mailbox.wake).read(&mut self.scratch).is_ok_and(|n| n > 0) {}
         loop {
             let msg = mailbox.rx.try_recv();
             if msg.is_ok() {
