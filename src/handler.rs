@@ -222,10 +222,6 @@ impl Handler {
     }
 
     fn serve_admitted(&self, mut job: Job, workers: &mut Workers, receipts: &Receipts) {
-        // The last answer is with the gate before the next program runs, so
-        // the memory answers take outside the gate's `answer_memory` is one
-        // per handler.
-        let receipt = receipts.wait();
         let head_only = job.head.method == Method::Head;
         let start = Instant::now();
         let outcome = if self.state.phase() >= Phase::Expired {
@@ -273,6 +269,12 @@ impl Handler {
             }
             Outcome::CutShort => return,
         };
+        let ran = start.elapsed();
+        // The last answer is with the gate before this one is sent: outside
+        // the gate's `answer_memory`, a handler holds at most one answer on
+        // its way and the output of the program it runs. Waited for only
+        // now: meanwhile the gate took it, most often.
+        let receipt = receipts.wait();
         let message = ToGate::Answer(Answer {
             conn,
             response,
@@ -281,7 +283,7 @@ impl Handler {
                 method: head.method.as_str(),
                 target: head.target,
                 waited: Some(start.saturating_duration_since(queued)),
-                ran: Some(start.elapsed()),
+                ran: Some(ran),
                 streamed,
                 stats: Some(Arc::clone(&route.stats)),
             },

@@ -3,7 +3,8 @@
 //! Owns: the jobs waiting for the handler, as one `Vec` that is handed over
 //! *whole* (moved through a channel the handler made) when the handler says
 //! it is idle — or, with more than one handler, a job at a time to
-//! whichever is idle, so none idles while another has work waiting;
+//! whichever is idle (two while at least two wait for each idle one), so
+//! none idles while another has work waiting beyond the one job it holds;
 //! `Slot`, the one way to count a held request; and `Lease`, the one way to
 //! hold bytes of a request body.
 //! Must never: be shared (gate and handler never touch the same batch), or
@@ -84,10 +85,15 @@ impl Queue {
     }
 
     /// Hands waiting jobs to the idle handlers among the first `allowed`:
-    /// a lone handler takes them all at once, one of several takes one. If a
-    /// handler is gone, its jobs stay here for its replacement, in order.
+    /// a lone handler takes them all at once, one of several takes one (or
+    /// two, under load). If a handler is gone, its jobs stay here for its
+    /// replacement, in order.
     pub fn hand_off(&mut self, allowed: usize) {
         let whole = self.idle.len() == 1;
+        // Two each while at least two wait for every idle handler: a busy
+        // handler goes on to its next job without a round trip to the gate.
+        let idle = self.idle.iter().take(allowed).flatten().count();
+        let share = if self.waiting.len() >= 2 * idle { 2 } else { 1 };
         for idle in self.idle.iter_mut().take(allowed) {
             if self.waiting.is_empty() {
                 return;
@@ -96,7 +102,7 @@ impl Queue {
             let batch = if whole {
                 std::mem::take(&mut self.waiting)
             } else {
-                vec![self.waiting.remove(0)]
+                self.waiting.drain(..share.min(self.waiting.len())).collect()
             };
             if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
                 tx.try_send(batch)
