@@ -43,7 +43,11 @@ pub struct Strikes {
 
 impl Strikes {
     pub fn new(policy: Policy) -> Strikes {
-        let size = if policy.ban_after > 0 { STRIKE_TABLE } else { 0 };
+        let size = if policy.ban_after > 0 {
+            STRIKE_TABLE
+        } else {
+            0
+        };
         Strikes {
             slots: vec![(0, 0, Instant::now()); size],
             hasher: RandomState::new(),

@@ -51,7 +51,7 @@ impl Door {
     /// first bytes or its close, for up to about `hold` (TCP_DEFER_ACCEPT).
     pub fn new(socket: TcpListener, hold: Duration) -> io::Result<Door> {
         let hold = u32::try_from(hold.as_secs().max(1)).unwrap_or(u32::MAX);
-        sys::defer_accept(&socket, hold)?;
+        sys::tune_listener(&socket, hold)?;
         Ok(Door {
             addr: socket.local_addr()?,
             socket: Mutex::new(Arc::new(socket)),
@@ -79,7 +79,7 @@ impl Door {
         // The old one stops listening first, so the address is free.
         let _ = sys::shutdown(&**slot);
         let new = TcpListener::bind(self.addr)?;
-        sys::defer_accept(&new, self.hold)?;
+        sys::tune_listener(&new, self.hold)?;
         let new = Arc::new(new);
         *slot = Arc::clone(&new);
         Ok(new)
@@ -220,5 +220,6 @@ fn conn(stream: TcpStream, peer: SocketAddr) -> Conn {
         accepted: Instant::now(),
         reusable: false,
         early: Vec::new(),
+        watched: false,
     }
 }

@@ -35,6 +35,9 @@ pub struct Conn {
     /// What came on the wire after its request: the start of the next one,
     /// read first if the connection is kept (at most one read's bytes).
     pub early: Vec<u8>,
+    /// In the gate's epoll set (until it closes): armed again, not added,
+    /// when it comes back kept.
+    pub watched: bool,
 }
 
 /// A complete request for the handler, with its place in the bound.
@@ -102,7 +105,9 @@ impl Queue {
             let batch = if whole {
                 std::mem::take(&mut self.waiting)
             } else {
-                self.waiting.drain(..share.min(self.waiting.len())).collect()
+                self.waiting
+                    .drain(..share.min(self.waiting.len()))
+                    .collect()
             };
             if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) =
                 tx.try_send(batch)

@@ -8,8 +8,8 @@
 //! adopting and reaping the orphans of programs (`prctl`, `waitpid`,
 //! `waitid`),
 //! `signal(2)` with a handler that only writes the signal's number to a pipe,
-//! `shutdown(2)` of a listening socket, `TCP_DEFER_ACCEPT` on it, a peek
-//! that sees a connection closed unread, an epoll set (the gate's readers),
+//! `shutdown(2)` of a listening socket, `TCP_DEFER_ACCEPT` and
+//! `TCP_NODELAY` on it, a peek that sees a connection closed unread, an epoll set (the gate's readers),
 //! the allocator's `mallopt(3)`, and close-on-exec for the descriptors the
 //! server inherited.
 //! Must never: hold state (but the signal pipe's descriptor, which the
@@ -277,6 +277,7 @@ const _: () = assert!(
 
 const EPOLLIN: u32 = 0x001;
 const EPOLLOUT: u32 = 0x004;
+const EPOLLONESHOT: u32 = 1 << 30;
 
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
@@ -292,24 +293,21 @@ impl Epoll {
         })
     }
 
-    /// Watches `fd` for reading, and for writing too if `write`.
+    /// Watches `fd` for reading, and for writing too if `write`: for one
+    /// report (`EPOLLONESHOT`), then it is disarmed until `modify`. The
+    /// kernel forgets it when the socket closes.
     pub fn add(&self, fd: RawFd, write: bool) -> io::Result<()> {
         self.ctl(1, fd, write)
     }
 
-    /// Watches `fd` for reading, and for writing too if `write`, from now on.
+    /// Arms `fd`, watched already, again: for reading, and writing if `write`.
     pub fn modify(&self, fd: RawFd, write: bool) -> io::Result<()> {
         self.ctl(3, fd, write)
     }
 
-    /// Stops watching `fd` (which stays open).
-    pub fn remove(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(2, fd, false)
-    }
-
     fn ctl(&self, op: c_int, fd: RawFd, write: bool) -> io::Result<()> {
         let mut event = ffi::EpollEvent {
-            events: if write { EPOLLIN | EPOLLOUT } else { EPOLLIN },
+            events: EPOLLONESHOT | if write { EPOLLIN | EPOLLOUT } else { EPOLLIN },
             data: u64::try_from(fd).unwrap_or(0),
         };
         // SAFETY: epoll_ctl reads one event from `event`, which lives across
@@ -782,28 +780,23 @@ pub fn forward_signals(signals: &[i32]) -> io::Result<PipeReader> {
     Ok(reader)
 }
 
-/// Shuts a listening socket down: a thread blocked in `accept` on it wakes
-/// with an error, and the kernel refuses new connections to it.
-/// Lets the kernel hold each new connection until its first bytes (or its
-/// close) arrive, for up to about `seconds` (TCP_DEFER_ACCEPT): one that
-/// stays silent costs the server nothing meanwhile.
-pub fn defer_accept(listener: &impl AsRawFd, seconds: u32) -> io::Result<()> {
-    const IPPROTO_TCP: c_int = 6;
+/// Tunes a listening socket: the kernel holds each new connection until its
+/// first bytes (or its close) arrive, for up to about `seconds`
+/// (TCP_DEFER_ACCEPT: one that stays silent costs the server nothing
+/// meanwhile), and the connections it accepts send without delay
+/// (TCP_NODELAY, which they inherit: no call per connection).
+pub fn tune_listener(listener: &impl AsRawFd, seconds: u32) -> io::Result<()> {
+    const TCP_NODELAY: c_int = 1;
     const TCP_DEFER_ACCEPT: c_int = 9;
     let seconds = c_int::try_from(seconds).unwrap_or(c_int::MAX);
-    // SAFETY: setsockopt reads `len` (4) bytes at `value`, a live c_int; the
-    // descriptor is kept open by the borrow.
-    let done = unsafe {
-        ffi::setsockopt(
-            listener.as_raw_fd(),
-            IPPROTO_TCP,
-            TCP_DEFER_ACCEPT,
-            &seconds,
-            4,
-        )
-    };
-    if done != 0 {
-        return Err(io::Error::last_os_error());
+    for (option, value) in [(TCP_DEFER_ACCEPT, seconds), (TCP_NODELAY, 1)] {
+        const IPPROTO_TCP: c_int = 6;
+        // SAFETY: setsockopt reads `len` (4) bytes at `value`, a live c_int;
+        // the descriptor is kept open by the borrow.
+        let done = unsafe { ffi::setsockopt(listener.as_raw_fd(), IPPROTO_TCP, option, &value, 4) };
+        if done != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
@@ -820,6 +813,8 @@ pub fn closed_unread(socket: &impl AsRawFd) -> bool {
     n == 0
 }
 
+/// Shuts a listening socket down: a thread blocked in `accept` on it wakes
+/// with an error, and the kernel refuses new connections to it.
 pub fn shutdown(socket: &impl AsRawFd) -> io::Result<()> {
     // SAFETY: shutdown takes a descriptor (kept open by the borrow) and a flag.
     if unsafe { ffi::shutdown(socket.as_raw_fd(), SHUT_RDWR) } != 0 {

@@ -428,7 +428,6 @@ impl Gate {
                 Err(_) => return,
             }
         }
-        let _ = conn.stream.set_nodelay(true);
         // An idle kept connection makes way (it loses nothing), else the
         // oldest still-reading one: slow senders can never lock out a client
         // that sends promptly. That one is read once first: a request that

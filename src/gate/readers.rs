@@ -3,10 +3,14 @@
 //! then the oldest), each watched by one epoll set: a wake-up costs what is
 //! ready, not what is open.
 //!
-//! Owns: the readers and the epoll set, kept in step: a reader is watched
-//! from the moment it joins until the moment it leaves (for the queue, a
-//! writer, or its close). Must never: let a reader leave still watched (the
-//! set would report a descriptor someone else now owns), or read a socket.
+//! Owns: the readers and the epoll set. A reader is armed (`EPOLLONESHOT`)
+//! when it joins and again each time it waits for more; it leaves its
+//! registration behind when it leaves (for the queue, or a writer): spent,
+//! or armed and then reported once for a descriptor no reader has, which is
+//! ignored; the kernel forgets it when the socket closes, and a kept
+//! connection that comes back is armed again. So a request costs one
+//! `epoll_ctl`, not an add and a remove. Must never: read a socket, or let a
+//! reader wait unarmed.
 
 use super::reader::Reader;
 use crate::sys::Epoll;
@@ -16,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct Readers {
-    list: VecDeque<Watched>,
+    list: VecDeque<Reader>,
     /// Made once, before the first connection is accepted (out of
     /// descriptors, a gate could not make its own), and kept across the
     /// gate's restarts: a reader lost with a gate that panicked was closed,
@@ -27,12 +31,6 @@ pub struct Readers {
     /// No reader's deadline is before it (a bound kept without a walk: a
     /// reader's deadline only moves later), so most wake-ups need no walk.
     earliest: Option<Instant>,
-}
-
-struct Watched {
-    reader: Reader,
-    /// Watched for writing too (a TLS handshake's records wait to go out).
-    write: bool,
 }
 
 impl Readers {
@@ -52,52 +50,48 @@ impl Readers {
 
     /// Adds a reader as the newest; false if it cannot be watched: it is
     /// dropped (closed) then, as it could never be read.
-    pub fn push(&mut self, reader: Reader) -> bool {
+    pub fn push(&mut self, mut reader: Reader) -> bool {
         let write = reader.wants_write();
-        let watched = self
-            .epoll
-            .add(reader.conn.stream.as_raw_fd(), write)
-            .is_ok();
+        let fd = reader.conn.stream.as_raw_fd();
+        let watched = if reader.conn.watched {
+            self.epoll.modify(fd, write)
+        } else {
+            self.epoll.add(fd, write)
+        }
+        .is_ok();
+        reader.conn.watched = watched;
         if watched {
             let deadline = reader.deadline;
             self.earliest = Some(self.earliest.map_or(deadline, |e| e.min(deadline)));
-            self.list.push_back(Watched { reader, write });
+            self.list.push_back(reader);
         }
         watched
     }
 
     /// Takes the i-th reader out (0 is the oldest).
     pub fn remove(&mut self, i: usize) -> Option<Reader> {
-        let w = self.list.remove(i)?;
-        let _ = self.epoll.remove(w.reader.conn.stream.as_raw_fd());
+        let reader = self.list.remove(i)?;
         if self.list.is_empty() {
             self.earliest = None;
         }
-        Some(w.reader)
+        Some(reader)
     }
 
     pub fn get(&self, i: usize) -> Option<&Reader> {
-        self.list.get(i).map(|w| &w.reader)
+        self.list.get(i)
     }
 
     pub fn get_mut(&mut self, i: usize) -> Option<&mut Reader> {
-        self.list.get_mut(i).map(|w| &mut w.reader)
+        self.list.get_mut(i)
     }
 
-    /// Watches the i-th reader for writing as well, or no longer, as its
-    /// transport now needs.
+    /// Arms the i-th reader again, which waits for more: for reading, and
+    /// for writing too if its transport has records to send.
     pub fn rewatch(&mut self, i: usize) {
-        let Some(w) = self.list.get_mut(i) else {
-            return;
-        };
-        let write = w.reader.wants_write();
-        if write != w.write
-            && self
+        if let Some(r) = self.list.get(i) {
+            let _ = self
                 .epoll
-                .modify(w.reader.conn.stream.as_raw_fd(), write)
-                .is_ok()
-        {
-            w.write = write;
+                .modify(r.conn.stream.as_raw_fd(), r.wants_write());
         }
     }
 
@@ -126,24 +120,17 @@ impl Readers {
     pub fn position(&self, fd: RawFd) -> Option<usize> {
         self.list
             .iter()
-            .rposition(|w| w.reader.conn.stream.as_raw_fd() == fd)
+            .rposition(|r| r.conn.stream.as_raw_fd() == fd)
     }
 
     /// Where the oldest idle kept connection stands: the first to make way.
     pub fn first_idle(&self) -> Option<usize> {
-        self.list.iter().position(|w| w.reader.idle())
+        self.list.iter().position(Reader::idle)
     }
 
     /// Closes every idle kept connection (the server is stopping).
     pub fn close_idle(&mut self) {
-        let epoll = &self.epoll;
-        self.list.retain(|w| {
-            let idle = w.reader.idle();
-            if idle {
-                let _ = epoll.remove(w.reader.conn.stream.as_raw_fd());
-            }
-            !idle
-        });
+        self.list.retain(|r| !r.idle());
     }
 
     /// Takes out the readers whose deadline has passed. Walks them only
@@ -154,14 +141,14 @@ impl Readers {
         }
         let mut expired = Vec::new();
         let mut i = 0;
-        while let Some(w) = self.list.get(i) {
-            if w.reader.deadline <= now {
+        while let Some(r) = self.list.get(i) {
+            if r.deadline <= now {
                 expired.extend(self.remove(i));
             } else {
                 i += 1;
             }
         }
-        self.earliest = self.list.iter().map(|w| w.reader.deadline).min();
+        self.earliest = self.list.iter().map(|r| r.deadline).min();
         expired
     }
 
