@@ -112,14 +112,13 @@ impl Writer {
         };
         match (flushed, self.after) {
             (Ok(true), After::Keep) => return Progress::Kept,
-            (Ok(true), _) => {}
+            // Its drop closes it: the FIN follows the answer.
+            (Ok(true), After::Close) | (Err(_), _) => return Progress::Finished,
+            (Ok(true), After::Linger) => {}
             (Ok(false), _) => return Progress::Pending,
-            (Err(_), _) => return Progress::Finished,
         }
+        // Lingering: the FIN now, then what the client still sends is read.
         let _ = self.conn.stream.shutdown(Shutdown::Write);
-        if self.after == After::Close {
-            return Progress::Finished;
-        }
         self.done_writing = true;
         self.deadline = self.deadline.min(Instant::now() + LINGER);
         // The answer is no longer needed while lingering.
