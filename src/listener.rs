@@ -179,6 +179,7 @@ impl Listener {
                     OnFull::Backlog => self.wait_for_room(),
                     OnFull::ServiceUnavailable => {
                         // The gate writes the 503 (and drains what comes after).
+                        // (Counted once: a full mailbox closes it unanswered.)
                         self.state.count_drop(why);
                         self.inbox.offer(ToGate::Refused(conn(stream, peer)));
                         continue;
@@ -196,7 +197,9 @@ impl Listener {
                 continue;
             }
             // A full mailbox means the gate is behind: the connection is closed.
-            self.inbox.offer(ToGate::Accepted(conn(stream, peer)));
+            if !self.inbox.offer(ToGate::Accepted(conn(stream, peer))) {
+                self.state.count_drop(Dropped::GateBehind);
+            }
         }
     }
 

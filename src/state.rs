@@ -87,6 +87,8 @@ labelled! {
         Shedding => "shedding",
         /// Closed: its TLS handshake failed or did not finish in time.
         TlsFailed => "tls_failed",
+        /// Closed at accept: the gate's mailbox was full (the gate is behind).
+        GateBehind => "gate_behind",
     }
 }
 
