@@ -17,7 +17,7 @@ use crate::http::{RequestError, Status};
 use crate::log;
 use crate::metrics;
 use crate::route::Routes;
-use crate::state::{HandlerState, State};
+use crate::state::{GATE_STALL, HandlerState, State};
 use crate::sys::{self, POLLIN, PollFd};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -89,7 +89,8 @@ pub fn run(
         let stalled = state.gate_stalled(Instant::now());
         if stalled && !stall_told {
             log::event(format_args!(
-                "watchdog: the gate has not read its mail for 5 s; /health is 503"
+                "admin: the gate has not read its mail for {} s; /health is 503",
+                GATE_STALL.as_secs()
             ));
         }
         stall_told = stalled;

@@ -1,5 +1,6 @@
 //! What every thread may read: the bound on held requests, the handler's state
-//! and the counters behind /metrics. Atomics only (the organism's hormones).
+//! and the counters behind /metrics (the organism's hormones): atomics, and
+//! one channel of room tokens for a listener that waits for room.
 //!
 //! Must never: take a lock, allocate after start-up, or hold anything that
 //! grows with traffic.
@@ -14,7 +15,7 @@ use std::sync::atomic::{
     Ordering::{Acquire, Relaxed},
 };
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 labelled! {
     /// A handler's state, as /metrics shows it.
@@ -43,7 +44,7 @@ impl Epoch {
 
 /// How long mail may wait while the gate does not go round its loop before
 /// the gate counts as stuck (/health turns 503).
-const GATE_STALL_MS: u64 = 5_000;
+pub const GATE_STALL: Duration = Duration::from_secs(5);
 
 labelled! {
     /// Where the server is in its life. It only moves forward (`fetch_max`),
@@ -239,7 +240,7 @@ impl State {
         let quiet = self
             .since_start(now)
             .saturating_sub(self.gate_beat.load(Relaxed));
-        waiting && quiet > GATE_STALL_MS
+        waiting && u128::from(quiet) > GATE_STALL.as_millis()
     }
 
     fn since_start(&self, t: Instant) -> u64 {

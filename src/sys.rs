@@ -165,6 +165,30 @@ const SIG_DFL: usize = 0;
 const SIG_SETMASK: c_int = 2;
 const SIGPIPE: i32 = 13;
 const SIGCHLD: c_int = 17;
+// The layouts and numbers here are those of Linux on x86_64 and aarch64
+// (64-bit; glibc and musl agree on them): the system call numbers differ
+// between the two (`SYS_SET_IDS`), every other constant is the same on
+// both. Any other target is refused here rather than miscompiled.
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!("src/sys.rs is written for Linux on x86_64 or aarch64 only");
+
+// Every hand-written C layout, checked against the C one by size and offset.
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    assert!(size_of::<ffi::PollFd>() == 8);
+    assert!(offset_of!(ffi::PollFd, events) == 4 && offset_of!(ffi::PollFd, revents) == 6);
+    assert!(size_of::<ffi::SigInfo>() == 128 && offset_of!(ffi::SigInfo, pid) == 16);
+    assert!(size_of::<ffi::RLimit>() == 16 && offset_of!(ffi::RLimit, max) == 8);
+    assert!(size_of::<ffi::SigSet>() == 128);
+    // The kernel's uapi header packs `struct epoll_event` on x86_64 only.
+    let packed = cfg!(target_arch = "x86_64");
+    assert!(size_of::<ffi::EpollEvent>() == if packed { 12 } else { 16 });
+    assert!(offset_of!(ffi::EpollEvent, data) == if packed { 4 } else { 8 });
+};
+
 /// The signals `forward_signals` may take over: a child puts them (and
 /// SIGPIPE, which std ignores) back to their default before it execs.
 const FORWARDABLE: [i32; 4] = [SIGHUP, SIGINT, SIGTERM, SIGUSR1];
@@ -269,11 +293,6 @@ pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 pub struct Epoll {
     fd: OwnedFd,
 }
-
-// The layout the kernel reads and writes (its uapi header packs it on x86_64).
-const _: () = assert!(
-    std::mem::size_of::<ffi::EpollEvent>() == if cfg!(target_arch = "x86_64") { 12 } else { 16 }
-);
 
 const EPOLLIN: u32 = 0x001;
 const EPOLLOUT: u32 = 0x004;
@@ -606,52 +625,46 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             child_failed(args, &io::Error::last_os_error());
         }
     };
-    // SAFETY: each call below is a plain system call wrapper, given integers
-    // or pointers into `args`, which stay valid until exec: async-signal-safe.
-    // The ids are set by raw system calls (see SYS_SET_IDS).
-    unsafe {
-        // Still blocked: no handler of the server's can run from here on.
-        for sig in FORWARDABLE.into_iter().chain([SIGPIPE]) {
-            ffi::signal(sig, SIG_DFL);
-        }
-        // Into its cgroup before anything else, while it still has the
-        // server's ids: all it will ever start is in there too.
-        if let Some(procs) = program.cgroup {
-            check(ffi::write(procs.as_raw_fd(), b"0".as_ptr(), 1) as c_int);
-        }
-        for (target, fd) in (0..).zip(&program.stdio) {
-            let fd = fd.as_raw_fd();
-            // dup2 onto itself would keep close-on-exec: clear it instead.
-            check(if fd == target {
+    // Every call below is an async-signal-safe system call wrapper, given
+    // integers or pointers into `args`, which stay valid until exec.
+    // Still blocked: no handler of the server's can run from here on.
+    for sig in FORWARDABLE.into_iter().chain([SIGPIPE]) {
+        // SAFETY: SIG_DFL (0) is no function to call: only the default action.
+        unsafe { ffi::signal(sig, SIG_DFL) };
+    }
+    // Into its cgroup before anything else, while it still has the
+    // server's ids: all it will ever start is in there too.
+    if let Some(procs) = program.cgroup {
+        // SAFETY: writes one byte from a static string to a descriptor
+        // `args` keeps open.
+        check(unsafe { ffi::write(procs.as_raw_fd(), b"0".as_ptr(), 1) } as c_int);
+    }
+    for (target, fd) in (0..).zip(&program.stdio) {
+        let fd = fd.as_raw_fd();
+        // dup2 onto itself would keep close-on-exec: clear it instead.
+        // SAFETY: both take descriptors (`args` keeps `fd` open) and integers.
+        check(unsafe {
+            if fd == target {
                 ffi::fcntl(fd, F_SETFD, 0)
             } else {
                 ffi::dup2(fd, target)
-            });
-        }
-        let [setgroups, setgid, setuid] = SYS_SET_IDS;
-        if program.uid.is_some() {
-            // The supplementary groups are dropped, as std does; without
-            // CAP_SETGID that fails (EPERM) and, as in std, they stay.
-            let r = ffi::syscall(setgroups, 0 as std::ffi::c_long, 0 as std::ffi::c_long);
-            if r != 0 && io::Error::last_os_error().raw_os_error() != Some(EPERM) {
-                child_failed(args, &io::Error::last_os_error());
             }
-        }
-        if let Some(gid) = program.gid {
-            check(ffi::syscall(setgid, std::ffi::c_long::from(gid)) as c_int);
-        }
-        if let Some(uid) = program.uid {
-            check(ffi::syscall(setuid, std::ffi::c_long::from(uid)) as c_int);
-        }
-        if let Some(dir) = program.dir {
-            check(ffi::chdir(dir.as_ptr()));
-        }
-        check(ffi::setpgid(0, 0));
-        check(ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0));
-        // The server may have died before the line above: no signal then.
-        if ffi::getppid() != args.parent {
-            ffi::_exit(127);
-        }
+        });
+    }
+    set_ids(args, &check);
+    if let Some(dir) = program.dir {
+        // SAFETY: `dir` is a NUL-terminated string in `args`, only read.
+        check(unsafe { ffi::chdir(dir.as_ptr()) });
+    }
+    // SAFETY: setpgid and prctl(PR_SET_PDEATHSIG) take integers only.
+    check(unsafe { ffi::setpgid(0, 0) });
+    // SAFETY: as above.
+    check(unsafe { ffi::prctl(PR_SET_PDEATHSIG, SIGKILL as u64, 0, 0, 0) });
+    // The server may have died before the line above: no signal then.
+    // SAFETY: getppid takes nothing and reads nothing of ours.
+    if unsafe { ffi::getppid() } != args.parent {
+        // SAFETY: _exit ends the child at once, running nothing of the server's.
+        unsafe { ffi::_exit(127) };
     }
     if let Err(e) = apply_limits(program.limits) {
         child_failed(args, &e);
@@ -670,6 +683,29 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         );
     }
     child_failed(args, &io::Error::last_os_error())
+}
+
+/// The child's groups, group and user, by raw system calls (see
+/// `SYS_SET_IDS`): the supplementary groups are dropped when a user is set,
+/// as std does (without CAP_SETGID that fails, EPERM, and they stay, as in std).
+fn set_ids(args: &ChildArgs, check: &impl Fn(c_int)) {
+    let program = args.program;
+    let [setgroups, setgid, setuid] = SYS_SET_IDS;
+    if program.uid.is_some() {
+        // SAFETY: setgroups(0, NULL) reads no list.
+        let r = unsafe { ffi::syscall(setgroups, 0 as std::ffi::c_long, 0 as std::ffi::c_long) };
+        if r != 0 && io::Error::last_os_error().raw_os_error() != Some(EPERM) {
+            child_failed(args, &io::Error::last_os_error());
+        }
+    }
+    if let Some(gid) = program.gid {
+        // SAFETY: setgid takes an integer.
+        check(unsafe { ffi::syscall(setgid, std::ffi::c_long::from(gid)) } as c_int);
+    }
+    if let Some(uid) = program.uid {
+        // SAFETY: setuid takes an integer.
+        check(unsafe { ffi::syscall(setuid, std::ffi::c_long::from(uid)) } as c_int);
+    }
 }
 
 /// Tells the parent what failed, and ends the child.
