@@ -23,6 +23,15 @@ pub struct Breaker {
     epoch: Epoch,
 }
 
+/// What one run of a route's program says of it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It gave an answer (whatever the status).
+    Answered,
+    /// It broke down (`Failure::is_breakdown`): a count towards opening.
+    BrokeDown,
+}
+
 /// What the gate should do with a request for the route.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admit {
@@ -60,8 +69,8 @@ impl Breaker {
     }
 
     /// The result of one run of the route's program.
-    pub fn record(&self, failed: bool) {
-        self.record_at(failed, self.now());
+    pub fn record(&self, run: Verdict) {
+        self.record_at(run, self.now());
     }
 
     fn admit_at(&self, now: u64) -> Admit {
@@ -87,11 +96,11 @@ impl Breaker {
         }
     }
 
-    fn record_at(&self, failed: bool, now: u64) {
+    fn record_at(&self, run: Verdict, now: u64) {
         if self.threshold == 0 {
             return;
         }
-        if !failed {
+        if run == Verdict::Answered {
             self.failures.store(0, Relaxed);
             self.trial_until.store(0, Relaxed);
             return;
@@ -112,12 +121,12 @@ mod tests {
     #[test]
     fn opens_after_the_threshold_and_lets_one_trial_through() {
         let b = Breaker::new(2, Duration::from_secs(10));
-        b.record_at(true, 0);
-        b.record_at(false, 0);
-        b.record_at(true, 0);
+        b.record_at(Verdict::BrokeDown, 0);
+        b.record_at(Verdict::Answered, 0);
+        b.record_at(Verdict::BrokeDown, 0);
         assert!(!b.is_open(), "a success resets the count");
         assert_eq!(b.admit_at(0), Admit::Yes);
-        b.record_at(true, 1000);
+        b.record_at(Verdict::BrokeDown, 1000);
         assert!(b.is_open());
         assert_eq!(b.admit_at(1000), Admit::No(10));
         assert_eq!(b.admit_at(10_500), Admit::No(1));
@@ -126,14 +135,14 @@ mod tests {
         assert_eq!(b.admit_at(11_001), Admit::No(10));
         // A trial that never reports expires after another cool-down.
         assert_eq!(b.admit_at(21_000), Admit::Yes);
-        b.record_at(true, 21_500);
+        b.record_at(Verdict::BrokeDown, 21_500);
         assert_eq!(b.admit_at(21_500), Admit::No(10));
         assert_eq!(b.admit_at(31_500), Admit::Yes);
-        b.record_at(false, 31_600);
+        b.record_at(Verdict::Answered, 31_600);
         assert!(!b.is_open());
         assert_eq!(b.admit_at(31_600), Admit::Yes);
         let off = Breaker::new(0, Duration::ZERO);
-        off.record_at(true, 0);
+        off.record_at(Verdict::BrokeDown, 0);
         assert_eq!(off.admit_at(0), Admit::Yes);
     }
 }

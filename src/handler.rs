@@ -10,6 +10,7 @@
 //! or let a job's failure end the thread. If the thread dies anyway, a
 //! standby (spawned in advance) takes over; see `watchdog`.
 
+use crate::breaker::Verdict;
 use crate::cgi;
 use crate::gate::{Answer, Entry, Inbox, Receipts, Redirect, ToGate};
 use crate::http::Method;
@@ -388,9 +389,13 @@ impl Handler {
         };
         route.stats.ran(started.elapsed(), failure);
         match &result {
-            Ok(_) => route.breaker.record(false),
-            Err(_) if mapped.is_some() => route.breaker.record(false),
-            Err(f) if f.status().is_some() => route.breaker.record(f.is_breakdown()),
+            Ok(_) => route.breaker.record(Verdict::Answered),
+            Err(_) if mapped.is_some() => route.breaker.record(Verdict::Answered),
+            Err(f) if f.status().is_some() => route.breaker.record(if f.is_breakdown() {
+                Verdict::BrokeDown
+            } else {
+                Verdict::Answered
+            }),
             Err(_) => {} // the client left: that says nothing of the program
         }
         let stderr = match &result {

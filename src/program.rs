@@ -17,7 +17,7 @@ use crate::http::response::Response;
 use crate::state::Epoch;
 use crate::stream::Stream;
 use crate::sys::{
-    self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU,
+    self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU, Wait,
 };
 use crate::worker::{self, Frame, Item};
 use std::ffi::{CString, OsStr, OsString};
@@ -941,7 +941,7 @@ impl<'a> Group<'a> {
     /// True if the program has exited (and records how), without blocking.
     fn exited_now(&mut self) -> bool {
         if self.status.is_none() {
-            self.status = sys::wait(self.pid, false).ok().flatten();
+            self.status = sys::wait(self.pid, Wait::IfEnded).ok().flatten();
         }
         self.status.is_some()
     }
@@ -960,7 +960,7 @@ impl Drop for Group<'_> {
         // holds it still. Killed and gone before the orphans are reaped.
         drop(self.cgroup.take());
         if self.status.is_none() {
-            let _ = sys::wait(self.pid, true);
+            let _ = sys::wait(self.pid, Wait::UntilEnded);
         }
         // Orphans of the group are ours (we are their subreaper): wait until
         // they are gone, then reap any that left the group and already ended

@@ -605,7 +605,7 @@ pub fn spawn(program: &Program) -> io::Result<u32> {
     match args.error.load(Relaxed) {
         0 => Ok(pid),
         errno => {
-            let _ = wait(pid, true);
+            let _ = wait(pid, Wait::UntilEnded);
             Err(io::Error::from_raw_os_error(errno))
         }
     }
@@ -751,14 +751,26 @@ fn apply_limits(limits: ChildLimits) -> io::Result<()> {
     Ok(())
 }
 
-/// The exit status of our child `pid`, once it has ended: None if it has not
-/// yet and `block` is false.
-pub fn wait(pid: u32, block: bool) -> io::Result<Option<ExitStatus>> {
+/// How `wait` waits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until the child has ended.
+    UntilEnded,
+    /// Not at all: None if it has not ended yet.
+    IfEnded,
+}
+
+/// The exit status of our child `pid`, once it has ended (see `Wait`).
+pub fn wait(pid: u32, how: Wait) -> io::Result<Option<ExitStatus>> {
     let pid = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut status = 0;
     loop {
+        let options = match how {
+            Wait::UntilEnded => 0,
+            Wait::IfEnded => WNOHANG,
+        };
         // SAFETY: `status` is a valid, writable int for the call's duration.
-        let r = unsafe { ffi::waitpid(pid, &mut status, if block { 0 } else { WNOHANG }) };
+        let r = unsafe { ffi::waitpid(pid, &mut status, options) };
         if r > 0 {
             return Ok(Some(ExitStatus::from_raw(status)));
         }

@@ -8,10 +8,10 @@
 //! keep the connection to the worker once the client has left: closing it
 //! is how the worker learns to stop.
 
-use crate::http::Status;
 use crate::http::answer::{AnswerHead, Body, parse_answer_head};
 use crate::http::request::{ChunkedDecoder, Head, Limits, connection_tokens};
 use crate::http::response::Response;
+use crate::http::{Method, Status};
 use crate::program::{Failure, SCRATCH, Tail};
 use crate::stream::Stream;
 use crate::sys::{self, POLLIN, POLLOUT, POLLRDHUP, PollFd};
@@ -177,7 +177,7 @@ pub fn probe(to: SocketAddr, path: &str, wait: Duration) -> bool {
             Ok(0) | Err(_) => return false,
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }
-        match parse_answer_head(&buf, &limits, false) {
+        match parse_answer_head(&buf, &limits, Method::Get) {
             Ok(Status::Complete((head, _))) => return head.status == 200,
             Ok(Status::Partial) => {}
             Err(_) => return false,
@@ -254,7 +254,8 @@ enum Phase {
 
 struct Answer {
     phase: Phase,
-    to_head: bool,
+    /// The request's: the answer to a HEAD has no body.
+    method: Method,
     max_output: usize,
     limits: Limits,
     status: u16,
@@ -272,7 +273,7 @@ impl Answer {
         let max_output = f.max_output;
         Answer {
             phase: Phase::Head(Vec::new()),
-            to_head: f.head.method == crate::http::Method::Head,
+            method: f.head.method,
             max_output,
             limits: Limits {
                 max_body: u64::try_from(max_output).unwrap_or(u64::MAX),
@@ -294,7 +295,7 @@ impl Answer {
         };
         buf.extend_from_slice(bytes);
         loop {
-            let parsed = parse_answer_head(buf, &self.limits, self.to_head);
+            let parsed = parse_answer_head(buf, &self.limits, self.method);
             let (head, n) = match parsed {
                 Ok(Status::Complete(done)) => done,
                 Ok(Status::Partial) => return Ok(false),

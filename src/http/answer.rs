@@ -5,7 +5,7 @@
 //! Must never: touch a socket, or allocate beyond the head limits.
 
 use super::request::{Framing, Header, Limits, body_framing, find_lf, parse_fields, strip_cr};
-use super::{RequestError, Status};
+use super::{Method, RequestError, Status};
 
 /// How an answer's body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,13 +25,13 @@ pub struct AnswerHead {
     pub body: Body,
 }
 
-/// Parses an answer head at the start of `buf`, for a request that was a
-/// HEAD if `to_head`. `Complete((head, n))`: the body starts at `buf[n..]`.
+/// Parses an answer head at the start of `buf`, the answer to a request
+/// with `method` (a HEAD's has no body). `Complete((head, n))`: the body starts at `buf[n..]`.
 /// An interim (1xx) head is complete too: the caller skips it.
 pub fn parse_answer_head(
     buf: &[u8],
     limits: &Limits,
-    to_head: bool,
+    method: Method,
 ) -> Result<Status<(AnswerHead, usize)>, RequestError> {
     let line_window = buf.get(..limits.max_line).unwrap_or(buf);
     let Some(line_end) = find_lf(line_window) else {
@@ -52,7 +52,7 @@ pub fn parse_answer_head(
             .map(|h| h.value.as_slice())
             .collect()
     };
-    let body = if to_head || status < 200 || status == 204 || status == 304 {
+    let body = if method == Method::Head || status < 200 || status == 204 || status == 304 {
         Body::Empty
     } else {
         let framing = body_framing(
@@ -105,12 +105,12 @@ fn status_line(line: &[u8]) -> Result<(u16, u8), RequestError> {
 mod tests {
     use super::*;
 
-    fn parse(raw: &str, to_head: bool) -> Result<Status<(AnswerHead, usize)>, RequestError> {
-        parse_answer_head(raw.as_bytes(), &Limits::default(), to_head)
+    fn parse(raw: &str, method: Method) -> Result<Status<(AnswerHead, usize)>, RequestError> {
+        parse_answer_head(raw.as_bytes(), &Limits::default(), method)
     }
 
     fn body(raw: &str) -> Body {
-        match parse(raw, false) {
+        match parse(raw, Method::Get) {
             Ok(Status::Complete((head, _))) => head.body,
             other => panic!("{raw:?}: {other:?}"),
         }
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn answer_heads() {
         let raw = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";
-        let Ok(Status::Complete((head, n))) = parse(raw, false) else {
+        let Ok(Status::Complete((head, n))) = parse(raw, Method::Get) else {
             panic!()
         };
         assert_eq!(
@@ -136,16 +136,16 @@ mod tests {
         assert_eq!(body("HTTP/1.1 100 Continue\r\n\r\n"), Body::Empty);
         assert_eq!(body("HTTP/1.1 503\r\n\r\n"), Body::UntilClose);
         let Ok(Status::Complete((head, _))) =
-            parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", Method::Head)
         else {
             panic!()
         };
         assert_eq!(head.body, Body::Empty);
         assert_eq!(
-            parse("HTTP/1.1 200 OK\r\nContent-", false),
+            parse("HTTP/1.1 200 OK\r\nContent-", Method::Get),
             Ok(Status::Partial)
         );
-        assert_eq!(parse("HTTP/1", false), Ok(Status::Partial));
+        assert_eq!(parse("HTTP/1", Method::Get), Ok(Status::Partial));
     }
 
     #[test]
@@ -162,7 +162,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             "HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
         ] {
-            assert!(parse(raw, false).is_err(), "{raw:?}");
+            assert!(parse(raw, Method::Get).is_err(), "{raw:?}");
         }
     }
 }
