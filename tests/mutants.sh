@@ -16,7 +16,8 @@ trap 'git checkout -q -- src' EXIT
 # The mutated text on one line, shortened.
 shown() { printf '%s' "$1" | tr -s ' \n' ' ' | cut -c1-70; }
 
-# mutant FILE EXACT-TEXT REPLACEMENT TEST-FILE… (the text must occur once)
+# mutant FILE EXACT-TEXT REPLACEMENT TEST-MODULE… (tests/it/MODULE.rs; the
+# text must occur once)
 mutant() {
     local file=$1 from=$2 to=$3
     shift 3
@@ -31,13 +32,13 @@ PY
         echo "NOT APPLIED  $file: $(shown "$from")"
         return
     fi
-    local args=() features=()
+    local filters=() features=()
     for t in "$@"; do
-        args+=(--test "$t")
+        filters+=("$t::")
         [ "$t" = tls ] && features=(--features https)
     done
     local began=$SECONDS
-    if timeout 900 cargo test -q "${features[@]}" "${args[@]}" >/dev/null 2>&1; then
+    if timeout 900 cargo test -q "${features[@]}" --test it -- "${filters[@]}" >/dev/null 2>&1; then
         echo "SURVIVED     $file: $(shown "$from") ($((SECONDS - began)) s)"
         survived=$((survived + 1))
     else

@@ -1,14 +1,7 @@
 //! Start-up: a bad config or flag is refused with its place and exit code 2;
 //! --help and --version; the access log and --quiet.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use support::{BIN, Server, TempDir};

@@ -4,14 +4,7 @@
 //! is not restarted in a loop; recycling after max_requests; and never two
 //! requests at once to one worker, under a flood.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::{Reply, Server, TempDir, heavy, wait_for};

@@ -7,14 +7,7 @@
 //! These need a writable cgroup v2, as the server runs in CI (root). Where
 //! there is none, the server logs that it has none, and so do these tests.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::time::Duration;

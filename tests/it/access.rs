@@ -2,14 +2,7 @@
 //! and then closed unread (trusted ones never are), `allow` closes everyone
 //! else at accept, and a route's bearer token is required.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use support::{Server, read_all};

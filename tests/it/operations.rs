@@ -3,14 +3,7 @@
 //! the log file; the log as JSON; /metrics, /status and /ready tell what
 //! happened.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;

@@ -3,14 +3,7 @@
 //! lock out a prompt client, because the oldest still-reading connection
 //! makes way for a new one.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::net::TcpStream;

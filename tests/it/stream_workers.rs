@@ -4,14 +4,7 @@
 //! cancelled and the same worker answers the next one with its own answer,
 //! a worker that ignores the cancel is killed.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,14 +1,7 @@
 //! `stream = true`: stdout reaches the client as the program writes it
 //! (chunked), still one program at a time, still stopped if the client leaves.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use support::{Control, Server, TempDir, read_all};

@@ -3,14 +3,7 @@
 //! resident memory (measured, not computed) stays under those caps plus a
 //! small constant, however many clients try to pin memory.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::net::TcpStream;

@@ -2,14 +2,7 @@
 //! answers with (Status, Location, Content-Type, other fields), and a real
 //! CGI program driven by its own client: git's http-backend under `git clone`.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::{Server, TempDir};

@@ -2,14 +2,7 @@
 //! hang, missing, flooding stdout; the environment they see; no deadlock
 //! when a program writes before it reads.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::Command;

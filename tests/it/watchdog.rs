@@ -1,14 +1,7 @@
 //! The watchdog: a hung handler is replaced and its program killed, and a
 //! red traffic light sheds load.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::net::TcpStream;

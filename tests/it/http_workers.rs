@@ -3,14 +3,7 @@
 //! queue, one request at a time, streamed back, cancelled by closing, and
 //! restarted when it dies or answers garbage.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::time::Duration;

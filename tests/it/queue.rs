@@ -2,14 +2,7 @@
 //! unread; one program at a time; clients that leave are never run; the
 //! `--on-full` modes; panics and a dead handler.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

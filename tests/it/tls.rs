@@ -4,14 +4,7 @@
 //! The certificates are in tests/tls (made by its make.sh).
 
 #![cfg(feature = "https")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};

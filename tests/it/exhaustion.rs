@@ -2,14 +2,7 @@
 //! off without ending its loop, and the server answers again once there is
 //! room.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::Write;
 use support::{Server, heavy};

@@ -1,14 +1,7 @@
 //! HTTP/1.1 as clients send it: exact bytes through a program and back, the
 //! body framings, 100-continue, and every status the server answers itself.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use support::{Server, read_reply};
