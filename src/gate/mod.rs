@@ -299,7 +299,8 @@ impl Gate {
             // From here on, mail wakes the gate; what came before is read now.
             mailbox.asleep.swap(true, SeqCst);
             self.read_mailbox(mailbox);
-            // Those kept since now wait for the next turn: one read each per turn.
+            // Connections kept since the last turn go back among the readers
+            // (read at most once a turn: a pipelining client cannot hold the gate).
             for conn in self.writers.take_kept() {
                 self.resume(conn, now);
             }
