@@ -11,11 +11,11 @@
 //! only reads the atomics in `State` and the routes it was last sent.
 
 use crate::cidr::Cidr;
+use crate::exposition;
 use crate::http::request::{Head, Limits, parse_head};
 use crate::http::response::Response;
 use crate::http::{RequestError, Status};
 use crate::log;
-use crate::metrics;
 use crate::route::Routes;
 use crate::state::{GATE_STALL, HandlerState, State};
 use crate::sys::{self, POLLIN, PollFd};
@@ -174,7 +174,7 @@ fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State
                     text(503, "failed\n".into())
                 }
                 "/health" => text(200, "ok\n".into()),
-                "/ready" if metrics::ready(state) => text(200, "ready\n".into()),
+                "/ready" if exposition::ready(state) => text(200, "ready\n".into()),
                 "/ready" if state.leaving() => text(503, "draining\n".into()),
                 "/ready" if !state.warm() => text(503, "warming\n".into()),
                 "/ready" if state.shedding() => text(503, "shedding\n".into()),
@@ -182,13 +182,13 @@ fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State
                 "/metrics" => Response::new(
                     200,
                     &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
-                    metrics::prometheus(state, routes).into_bytes(),
+                    exposition::prometheus(state, routes).into_bytes(),
                     head_only,
                 ),
                 "/status" => Response::new(
                     200,
                     &[("Content-Type", "application/json")],
-                    metrics::status_json(state, routes).into_bytes(),
+                    exposition::status_json(state, routes).into_bytes(),
                     head_only,
                 ),
                 _ => Response::plain(404, &[], head_only),

@@ -6,7 +6,7 @@
 //! Must never: take a lock (atomics only; the gate asks, the handler tells),
 //! or stay open for ever because a test request never ran (a trial expires).
 
-use crate::state::Epoch;
+use crate::epoch::Epoch;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,7 @@ use crate::cidr::Cidr;
 use crate::http::Method;
 use crate::immune::Policy;
 use crate::light::{self, Thresholds};
+use crate::log::LogFormat;
 use crate::program::Sandbox;
 use crate::route::{MethodRule, PathRule, Route, Routes, Token};
 use crate::spelling::nearest;
@@ -59,14 +60,6 @@ impl Handlers {
             Handlers::Fixed(n) | Handlers::Auto(n) => n,
         }
     }
-}
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 pub struct Config {

@@ -28,7 +28,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Weak};
 use std::thread;
@@ -308,7 +308,7 @@ impl Handler {
         }
         let id = job.id;
         let client = job.conn.stream.as_raw_fd();
-        self.state.programs_started.fetch_add(1, Relaxed);
+        self.state.program_started();
         let head_only = job.head.method == Method::Head;
         let content_type = [("Content-Type", route.content_type.as_str())];
         let http = route

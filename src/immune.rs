@@ -8,7 +8,7 @@
 //! makes way), take a lock, or ban an address in `trusted`.
 
 use crate::cidr::Cidr;
-use crate::state::Epoch;
+use crate::epoch::Epoch;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::IpAddr;

@@ -7,7 +7,6 @@
 //! the line is dropped), or write a line longer than `MAX_LINE` or one with
 //! control characters from the outside world in it.
 
-use crate::config::LogFormat;
 use std::fmt::{self, Write as _};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
@@ -17,6 +16,14 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, SystemTime};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
 /// Longest line written; longer ones are cut and end in `…`.
 const MAX_LINE: usize = 4096;

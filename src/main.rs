@@ -22,6 +22,8 @@ mod cgi;
 mod cgroup;
 mod cidr;
 mod config;
+mod epoch;
+mod exposition;
 mod gate;
 mod handler;
 mod http;

@@ -14,7 +14,8 @@
 use crate::cgi;
 use crate::cgroup::Cgroup;
 use crate::http::response::Response;
-use crate::state::Epoch;
+use crate::metrics::Reason;
+use crate::state::Running;
 use crate::stream::Stream;
 use crate::sys::{
     self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU, Wait,
@@ -30,7 +31,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -57,55 +58,6 @@ pub struct Run<'a> {
     /// Where the program is published while it runs, so another thread can
     /// stop it if the caller cannot.
     pub running: &'a Running,
-}
-
-/// The program that runs now, as other threads see it: its process group
-/// (0: none) and the time by which it must be gone (its deadline plus the
-/// kill grace), in milliseconds since `epoch`.
-pub struct Running {
-    group: AtomicU32,
-    end: AtomicU64,
-    epoch: Epoch,
-}
-
-impl Running {
-    pub fn new() -> Running {
-        Running {
-            group: AtomicU32::new(0),
-            end: AtomicU64::new(0),
-            epoch: Epoch::now(),
-        }
-    }
-
-    /// Publishes a program that started: its group, and when it must end.
-    pub fn start(&self, group: u32, end: Instant) {
-        self.end.store(self.epoch.ms(end), Relaxed);
-        self.group.store(group, Relaxed);
-    }
-
-    /// Unpublishes `group`, unless another program was published since (by
-    /// a handler that replaced a hung one).
-    pub fn end(&self, group: u32) {
-        let _ = self.group.compare_exchange(group, 0, Relaxed, Relaxed);
-    }
-
-    /// The running program's group, if any.
-    pub fn group(&self) -> Option<u32> {
-        Some(self.group.load(Relaxed)).filter(|&g| g != 0)
-    }
-
-    /// The running program's group if it should have ended by `now`.
-    pub fn overdue(&self, now: Instant) -> Option<u32> {
-        self.group()
-            .filter(|_| self.end.load(Relaxed) < self.epoch.ms(now))
-    }
-
-    /// Sends `signal` to the running program's whole group, if there is one.
-    pub fn signal(&self, signal: i32) {
-        if let Some(group) = self.group() {
-            let _ = sys::kill_group(group, signal);
-        }
-    }
 }
 
 /// Where and as whom a program runs, and its resource limits.
@@ -172,20 +124,6 @@ impl fmt::Display for Failure {
             Failure::ClientGone(_) => f.write_str("was stopped: its client left"),
             Failure::Io(e) => write!(f, "pipe error: {e}"),
         }
-    }
-}
-
-labelled! {
-    /// What broke, as /metrics counts it (`fiddler_program_failures_total`).
-    pub enum Reason {
-        Spawn => "spawn",
-        Exit => "exit",
-        Signal => "signal",
-        Timeout => "timeout",
-        OutputCap => "output_cap",
-        Pipe => "pipe",
-        Protocol => "protocol",
-        Upstream => "upstream",
     }
 }
 

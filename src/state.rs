@@ -5,13 +5,14 @@
 //! Must never: take a lock, allocate after start-up, or hold anything that
 //! grows with traffic.
 
+use crate::epoch::Epoch;
 use crate::immune::Bans;
 use crate::light::Color;
 use crate::metrics::Answers;
-use crate::program::Running;
+use crate::sys;
 use std::sync::Arc;
 use std::sync::atomic::{
-    AtomicBool, AtomicU8, AtomicU64, AtomicUsize,
+    AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize,
     Ordering::{Acquire, Relaxed},
 };
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -23,22 +24,6 @@ labelled! {
         Idle => "idle",
         Busy => "busy",
         Failed => "failed",
-    }
-}
-
-/// Where times kept in atomics count from: they are stored as milliseconds
-/// since an epoch.
-#[derive(Clone, Copy, Debug)]
-pub struct Epoch(pub Instant);
-
-impl Epoch {
-    pub fn now() -> Epoch {
-        Epoch(Instant::now())
-    }
-
-    /// Milliseconds from the epoch to `t` (0 before it).
-    pub fn ms(self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.0).as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -137,13 +122,13 @@ pub struct State {
     shedding: AtomicBool,
     pub started: Instant,
     restarts: [AtomicU64; Part::ALL.len()],
-    pub programs_started: AtomicU64,
+    programs_started: AtomicU64,
     request_ids: AtomicU64,
-    /// Connections the gate is reading a request from / writing an answer to.
-    pub reading: AtomicUsize,
-    pub writing: AtomicUsize,
-    /// Bytes of the answers the gate is writing.
-    pub answer_bytes: AtomicUsize,
+    /// Connections the gate is reading a request from / writing an answer
+    /// to, and the bytes of those answers (`gate_counts`).
+    reading: AtomicUsize,
+    writing: AtomicUsize,
+    answer_bytes: AtomicUsize,
     /// Answers to requests that matched no route (404, 400, …).
     pub unrouted: Answers,
     /// Banned peers: the gate bans, the listener closes them unread.
@@ -224,6 +209,32 @@ impl State {
     /// The gate took a message out of its mailbox.
     pub fn mail_read(&self) {
         self.mail_read.fetch_add(1, Relaxed);
+    }
+
+    /// The gate's counts, set at each turn of its loop: connections it
+    /// reads, connections it writes to, and the bytes of those answers.
+    pub fn gate_counts(&self, reading: usize, writing: usize, answer_bytes: usize) {
+        self.reading.store(reading, Relaxed);
+        self.writing.store(writing, Relaxed);
+        self.answer_bytes.store(answer_bytes, Relaxed);
+    }
+
+    /// (reading, writing, answer bytes), as the gate last set them.
+    pub fn connections(&self) -> (usize, usize, usize) {
+        (
+            self.reading.load(Relaxed),
+            self.writing.load(Relaxed),
+            self.answer_bytes.load(Relaxed),
+        )
+    }
+
+    /// A handler starts a program (or sends a worker a request).
+    pub fn program_started(&self) {
+        self.programs_started.fetch_add(1, Relaxed);
+    }
+
+    pub fn programs_started(&self) -> u64 {
+        self.programs_started.load(Relaxed)
     }
 
     /// The gate goes round its loop.
@@ -427,5 +438,54 @@ impl HandlerView {
     pub fn overdue(&self, now: Instant) -> bool {
         let due = self.due.load(Relaxed);
         self.state() == HandlerState::Busy && due != 0 && due < self.ms(now)
+    }
+}
+
+/// The program that runs now, as other threads see it: its process group
+/// (0: none) and the time by which it must be gone (its deadline plus the
+/// kill grace), in milliseconds since `epoch`.
+pub struct Running {
+    group: AtomicU32,
+    end: AtomicU64,
+    epoch: Epoch,
+}
+
+impl Running {
+    pub fn new() -> Running {
+        Running {
+            group: AtomicU32::new(0),
+            end: AtomicU64::new(0),
+            epoch: Epoch::now(),
+        }
+    }
+
+    /// Publishes a program that started: its group, and when it must end.
+    pub fn start(&self, group: u32, end: Instant) {
+        self.end.store(self.epoch.ms(end), Relaxed);
+        self.group.store(group, Relaxed);
+    }
+
+    /// Unpublishes `group`, unless another program was published since (by
+    /// a handler that replaced a hung one).
+    pub fn end(&self, group: u32) {
+        let _ = self.group.compare_exchange(group, 0, Relaxed, Relaxed);
+    }
+
+    /// The running program's group, if any.
+    pub fn group(&self) -> Option<u32> {
+        Some(self.group.load(Relaxed)).filter(|&g| g != 0)
+    }
+
+    /// The running program's group if it should have ended by `now`.
+    pub fn overdue(&self, now: Instant) -> Option<u32> {
+        self.group()
+            .filter(|_| self.end.load(Relaxed) < self.epoch.ms(now))
+    }
+
+    /// Sends `signal` to the running program's whole group, if there is one.
+    pub fn signal(&self, signal: i32) {
+        if let Some(group) = self.group() {
+            let _ = sys::kill_group(group, signal);
+        }
     }
 }

@@ -30,8 +30,9 @@
 //! tight loop, or let one outlive its handler (its group is killed when
 //! dropped, and dies with the thread that started it: PDEATHSIG).
 
-use crate::program::{self, Failure, Group, Output, Run, Running, SCRATCH, Sink, Stdio};
+use crate::program::{self, Failure, Group, Output, Run, SCRATCH, Sink, Stdio};
 use crate::route::Route;
+use crate::state::Running;
 use crate::stream::Stream;
 use crate::template;
 use crate::upstream::{self, Forward, Reply};

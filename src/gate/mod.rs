@@ -38,7 +38,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 use writer::{After, Writer, Writers};
@@ -309,11 +309,11 @@ impl Gate {
                 self.readers.close_idle();
                 self.check_drained(mailbox);
             }
-            self.state.reading.store(self.readers.len(), Relaxed);
-            self.state.writing.store(self.writers.len(), Relaxed);
-            self.state
-                .answer_bytes
-                .store(self.writers.bytes() + self.refusals.bytes(), Relaxed);
+            self.state.gate_counts(
+                self.readers.len(),
+                self.writers.len(),
+                self.writers.bytes() + self.refusals.bytes(),
+            );
             // The readers wait in their epoll set, which is readable while
             // any of them is ready: this set holds the writers alone.
             self.fds.clear();
