@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The modules of src/ and which uses which (`crate::NAME` outside tests):
 prints every group of modules that use each other in a cycle, and exits 1
-if there is one (0: the modules stand in layers).
+if there is one (0: the modules stand in layers, ARCHITECTURE.md "Layers").
 
     python3 .ci/layers.py
 """

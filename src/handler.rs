@@ -12,6 +12,7 @@
 
 use crate::breaker::Verdict;
 use crate::cgi;
+use crate::frames;
 use crate::gate::{Answer, Entry, Inbox, Receipts, Redirect, ToGate};
 use crate::http::Method;
 use crate::http::response::Response;
@@ -19,10 +20,11 @@ use crate::log::{self, Escaped};
 use crate::program::{self, Run, Sink, Streamed};
 use crate::queue::Job;
 use crate::route::Route;
+use crate::route::Speaks;
 use crate::state::{Dropped, HandlerState, HandlerView, Phase, State};
 use crate::stream::Stream;
 use crate::upstream::{Forward, Reply};
-use crate::worker::{self, Speaks, Workers};
+use crate::worker::Workers;
 use std::io::{self, ErrorKind};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -357,7 +359,7 @@ impl Handler {
             }
             // The request goes to the route's framed worker.
             Some(Speaks::Frames) => {
-                let frames = worker::request(&env, &job.body);
+                let frames = frames::request(&env, &job.body);
                 let run = Run {
                     stdin: &frames,
                     ..run

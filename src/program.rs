@@ -13,23 +13,21 @@
 
 use crate::cgi;
 use crate::cgroup::Cgroup;
+use crate::frames::{self, Frame, Item};
 use crate::http::response::Response;
 use crate::metrics::Reason;
+use crate::route::Sandbox;
+use crate::search;
 use crate::state::Running;
 use crate::stream::Stream;
-use crate::sys::{
-    self, ChildLimits, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU, Wait,
-};
-use crate::worker::{self, Frame, Item};
-use std::ffi::{CString, OsStr, OsString};
+use crate::sys::{self, POLLIN, POLLOUT, POLLRDHUP, PollFd, SIGKILL, SIGTERM, SIGXCPU, Wait};
+use std::ffi::{CString, OsString};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -58,15 +56,6 @@ pub struct Run<'a> {
     /// Where the program is published while it runs, so another thread can
     /// stop it if the caller cannot.
     pub running: &'a Running,
-}
-
-/// Where and as whom a program runs, and its resource limits.
-#[derive(Clone, Debug, Default)]
-pub struct Sandbox {
-    pub limits: ChildLimits,
-    pub dir: Option<PathBuf>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
 }
 
 /// A program that ran and exited with status 0.
@@ -334,7 +323,7 @@ impl<'c> Sink<'_, 'c> {
     fn take(&mut self, out: &mut Vec<u8>, sent: &mut usize, max: usize) -> Result<Taken, Failure> {
         let tail = Tail::default;
         match self {
-            Sink::Frame => match worker::answer(out, max) {
+            Sink::Frame => match frames::answer(out, max) {
                 Frame::Partial => Ok(Taken::More),
                 Frame::Whole(body) => {
                     out.drain(..body.start);
@@ -344,7 +333,7 @@ impl<'c> Sink<'_, 'c> {
                 Frame::Bad(why) => Err(Failure::BadFrame(why, tail())),
             },
             Sink::Frames(f) => loop {
-                match worker::item(out, max) {
+                match frames::item(out, max) {
                     Item::Partial => return Ok(Taken::More),
                     Item::Frame(range) => {
                         f.frame(out.get(range.clone()).unwrap_or_default(), sent, max)?;
@@ -432,7 +421,7 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, stdio: Stdio) -> Result<Group<
         .map(|(_, (k, v))| c_string([k.as_bytes(), b"=", v.as_bytes()].concat()))
         .collect::<Result<Vec<_>, _>>()?;
     let sandbox = run.sandbox;
-    let path = locate(program, run.env, sandbox.dir.as_deref()).map_err(Failure::Spawn)?;
+    let path = search::locate(program, run.env, sandbox.dir.as_deref()).map_err(Failure::Spawn)?;
     let path = c_string(path.into_vec())?;
     let dir = match &sandbox.dir {
         Some(d) => Some(c_string(d.as_os_str().as_bytes().to_vec())?),
@@ -500,39 +489,6 @@ fn output(stdio: Stdio) -> io::Result<(Option<PipeReader>, OwnedFd)> {
         }
         Stdio::ServerLog => Ok((None, io::stderr().as_fd().try_clone_to_owned()?)),
     }
-}
-
-/// The file to execute for `program`: itself if it names a path (a slash in
-/// it), else the first file of that name with an execute bit in the
-/// directories of the program's own PATH (glibc's default if it has none).
-/// Unlike `execvp`, a file that then cannot be executed is not passed over
-/// for the next one, and a file without `#!` is not given to `/bin/sh`: no
-/// shell, ever. Relative paths are taken from `dir`, where it will run.
-pub fn locate(
-    program: &OsStr,
-    env: &[(OsString, OsString)],
-    dir: Option<&Path>,
-) -> io::Result<OsString> {
-    if program.as_bytes().contains(&b'/') {
-        return Ok(program.to_owned());
-    }
-    let path = env
-        .iter()
-        .rfind(|(k, _)| k == "PATH")
-        .map_or(OsStr::new("/bin:/usr/bin"), |(_, v)| v.as_os_str());
-    for entry in std::env::split_paths(path) {
-        let candidate = entry.join(program);
-        if executable(&candidate, dir) {
-            return Ok(candidate.into_os_string());
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::NotFound, "not in its PATH"))
-}
-
-/// True if `path` (taken from `dir` if relative) is a file someone may execute.
-pub fn executable(path: &Path, dir: Option<&Path>) -> bool {
-    std::fs::metadata(dir.unwrap_or(Path::new(".")).join(path))
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The pids of the programs `Group`s own (and reap themselves), so that
@@ -808,7 +764,7 @@ impl<'a> Group<'a> {
                 }
             }
             while !ended {
-                match worker::item(&self.out, run.max_output) {
+                match frames::item(&self.out, run.max_output) {
                     Item::Frame(range) => {
                         self.out.drain(..range.end);
                         // A one-frame answer ends the request; a piece does not.

@@ -13,32 +13,13 @@
 use crate::http::request::Head;
 use crate::route::Route;
 use crate::state::State;
-use crate::transport::Transport;
+use crate::transport::Conn;
 use std::ffi::OsString;
-use std::net::{SocketAddr, TcpStream};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Instant;
-
-/// A client connection, where it came from, and how bytes pass on it.
-pub struct Conn {
-    pub stream: TcpStream,
-    pub transport: Transport,
-    pub peer: SocketAddr,
-    /// When it was accepted, or (kept) when its request began.
-    pub accepted: Instant,
-    /// Its request may be followed by another (`keep_alive` is on and the
-    /// client did not ask for the close).
-    pub reusable: bool,
-    /// What came on the wire after its request: the start of the next one,
-    /// read first if the connection is kept (at most one read's bytes).
-    pub early: Vec<u8>,
-    /// In the gate's epoll set (until it closes): armed again, not added,
-    /// when it comes back kept.
-    pub watched: bool,
-}
 
 /// A complete request for the handler, with its place in the bound.
 pub struct Job {

@@ -9,11 +9,12 @@
 use crate::breaker::Breaker;
 use crate::http::Method;
 use crate::metrics::RouteStats;
-use crate::program::{self, Sandbox};
+use crate::search;
+use crate::sys::ChildLimits;
 use crate::template::{Arg, Dashes, Missing};
-use crate::worker::{Speaks, Worker};
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,6 +129,14 @@ pub struct Route {
 }
 
 impl Route {
+    /// The environment of the route's program before any request: PATH and
+    /// the route's own variables (what a warm worker starts with).
+    pub fn base_environment(&self) -> Vec<(OsString, OsString)> {
+        let mut env = vec![(OsString::from("PATH"), search::server_path())];
+        env.extend(self.env.iter().cloned());
+        env
+    }
+
     /// The status the route gives a program's exit `code`, if it names one.
     pub fn status_for_exit(&self, code: i32) -> Option<u16> {
         self.exit_statuses
@@ -145,11 +154,11 @@ impl Route {
         if !self.args.first()?.is_literal() {
             return None;
         }
-        let env = crate::cgi::base_environment(self);
+        let env = self.base_environment();
         let dir = self.sandbox.dir.as_deref();
-        match program::locate(OsStr::new(program), &env, dir) {
+        match search::locate(OsStr::new(program), &env, dir) {
             Err(_) => Some(format!("`{program}` is not in its PATH")),
-            Ok(path) if !program::executable(Path::new(&path), dir) => {
+            Ok(path) if !search::executable(Path::new(&path), dir) => {
                 Some(format!("`{program}` is not an executable file"))
             }
             Ok(_) => self.script_problem(program, dir),
@@ -194,6 +203,70 @@ impl Route {
     pub fn same_place(&self, other: &Route) -> bool {
         self.method == other.method && self.pattern == other.pattern
     }
+}
+
+/// A route's warm worker: how it takes requests, when it starts, and when
+/// it is replaced by a fresh one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Worker {
+    pub speaks: Speaks,
+    pub start: Start,
+    /// Most time its start may take (an HTTP worker: until its `ready`
+    /// probe answers 200), apart from each request's `timeout`.
+    pub start_timeout: Duration,
+    pub recycle: Recycle,
+}
+
+/// How requests reach a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Speaks {
+    /// Frames on its stdin and stdout (`worker = true`).
+    Frames,
+    /// HTTP/1.1 over loopback (`worker = "http"`): a port chosen for it
+    /// (`{port}` in its command), or a server someone else runs (`upstream`).
+    Http {
+        /// The path a GET of which answers 200 once it is ready.
+        ready: String,
+        upstream: Option<SocketAddr>,
+    },
+}
+
+/// When a worker starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// With its handler; `/ready` is 503 until it is ready.
+    Boot,
+    /// At the route's first request.
+    FirstRequest,
+}
+
+impl Worker {
+    pub fn new(speaks: Speaks) -> Worker {
+        Worker {
+            speaks,
+            start: Start::FirstRequest,
+            start_timeout: Duration::from_secs(60),
+            recycle: Recycle::default(),
+        }
+    }
+}
+
+/// When a worker is replaced by a fresh one although it did nothing wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recycle {
+    /// After this many answers.
+    pub max_requests: Option<u64>,
+    /// Once its resident memory (VmRSS) passes this many bytes.
+    pub max_memory: Option<u64>,
+}
+
+/// Where and as whom a program runs, and its resource limits.
+#[derive(Clone, Debug, Default)]
+pub struct Sandbox {
+    pub limits: ChildLimits,
+    pub dir: Option<PathBuf>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 /// A route's bearer token. Its `Debug` shows nothing of it.

@@ -7,7 +7,7 @@
 //! Must never: block on the socket, or hold more than `cap` unsent bytes
 //! (plus one chunk's framing).
 
-use crate::queue::Conn;
+use crate::transport::Conn;
 use std::fmt::Write as _;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};

@@ -4,19 +4,39 @@
 //! plaintext through `Transport`, and the gate makes sessions with an
 //! `Acceptor`.
 //!
-//! Owns: one connection's TLS session (handshake, records, close_notify), and
-//! the server's certificate and key. Must never: block (sockets are
+//! Owns: `Conn`, a client connection with its transport; one connection's
+//! TLS session (handshake, records, close_notify), and the server's
+//! certificate and key. Must never: block (sockets are
 //! non-blocking; records the socket does not take wait in rustls, at most
 //! `BUFFER_LIMIT`), or be built into a binary without the feature (then no
 //! `Acceptor` can be made, and every connection is `Plain`).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::time::Instant;
 
 /// Most bytes of plaintext and records one session holds unsent.
 #[cfg(feature = "https")]
 const BUFFER_LIMIT: usize = 64 * 1024;
+
+/// A client connection, where it came from, and how bytes pass on it.
+pub struct Conn {
+    pub stream: TcpStream,
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    /// When it was accepted, or (kept) when its request began.
+    pub accepted: Instant,
+    /// Its request may be followed by another (`keep_alive` is on and the
+    /// client did not ask for the close).
+    pub reusable: bool,
+    /// What came on the wire after its request: the start of the next one,
+    /// read first if the connection is kept (at most one read's bytes).
+    pub early: Vec<u8>,
+    /// In the gate's epoll set (until it closes): armed again, not added,
+    /// when it comes back kept.
+    pub watched: bool,
+}
 
 /// A connection's transport.
 pub enum Transport {

@@ -5,30 +5,16 @@
 //! `HTTP_PROXY` from a request header (the httpoxy hole).
 
 use crate::queue::Job;
-use crate::route::Route;
+use crate::search;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// The environment of a route's program before any request: PATH and the
-/// route's own variables (what a warm worker starts with).
-pub fn base_environment(route: &Route) -> Vec<(OsString, OsString)> {
-    let mut env = vec![(OsString::from("PATH"), path())];
-    env.extend(route.env.iter().cloned());
-    env
-}
-
-fn path() -> OsString {
-    std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into())
-}
 
 /// The whole environment for `job`'s program.
 pub fn environment(job: &Job) -> Vec<(OsString, OsString)> {
     let head = &job.head;
     let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(24 + head.headers.len());
     let mut set = |k: &str, v: OsString| env.push((OsString::from(k), v));
-    set("PATH", path());
+    set("PATH", search::server_path());
     set("GATEWAY_INTERFACE", "CGI/1.1".into());
     set(
         "SERVER_SOFTWARE",

@@ -4,5 +4,5 @@
 mod env;
 mod output;
 
-pub use env::{base_environment, environment};
+pub use env::environment;
 pub use output::{Reply, parse};

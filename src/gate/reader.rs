@@ -12,7 +12,8 @@
 use crate::http::request::{ChunkedDecoder, Framing, Head, Limits, parse_head};
 use crate::http::response::CONTINUE;
 use crate::http::{RequestError, Status};
-use crate::queue::{Body, Conn, Lease};
+use crate::queue::{Body, Lease};
+use crate::transport::Conn;
 use std::io::{self, IoSlice};
 use std::time::{Duration, Instant};
 

@@ -9,7 +9,7 @@
 //! a kept connection (the gate's readers do).
 
 use crate::http::response::Response;
-use crate::queue::Conn;
+use crate::transport::Conn;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read};
 use std::mem;
