@@ -301,6 +301,7 @@ pub fn prometheus(s: &State, routes: &Routes) -> String {
 
 /// /status: the same state, as one small JSON document.
 pub fn status_json(s: &State, routes: &Routes) -> String {
+    let (reading, writing, _) = s.connections();
     let phase = s.phase().name();
     let mut j = String::with_capacity(1024);
     let _ = write!(
@@ -322,8 +323,8 @@ pub fn status_json(s: &State, routes: &Routes) -> String {
         s.restarts(Part::Handler),
         s.held(),
         s.capacity,
-        s.connections().0,
-        s.connections().1,
+        reading,
+        writing,
         s.light().name(),
         s.shedding(),
         s.programs_started(),

@@ -330,6 +330,7 @@ impl Handler {
             };
             Stream::new(&mut job.conn, 200, head, route.max_output)
         });
+        // Step one: run the program, or hand the request to the worker.
         let started = Instant::now();
         let run = Run {
             argv: &job.argv,
@@ -379,40 +380,9 @@ impl Handler {
                 program::run(&run, sink).map(Done::Output)
             }
         };
-        // An exit code the route maps to a status (`exit_status`) is the
-        // program's answer that the request was bad: no failure of its own.
-        let mapped = match &result {
-            Err(program::Failure::Exit(code, _)) => route.status_for_exit(*code),
-            _ => None,
-        };
-        let failure = match &result {
-            Err(f) if mapped.is_none() => f.reason(),
-            _ => None,
-        };
-        route.stats.ran(started.elapsed(), failure);
-        match &result {
-            Ok(_) => route.breaker.record(Verdict::Answered),
-            Err(_) if mapped.is_some() => route.breaker.record(Verdict::Answered),
-            Err(f) if f.status().is_some() => route.breaker.record(if f.is_breakdown() {
-                Verdict::BrokeDown
-            } else {
-                Verdict::Answered
-            }),
-            Err(_) => {} // the client left: that says nothing of the program
-        }
-        let stderr = match &result {
-            Ok(Done::Output(out)) => out.stderr.as_bytes(),
-            Ok(Done::Reply(_)) => &[],
-            Err(f) => f.stderr(),
-        };
-        for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            log::event(format_args!("{} stderr: {}", job.id, Escaped(line)));
-        }
-        let stderr = if route.explain {
-            stderr.to_vec()
-        } else {
-            Vec::new()
-        };
+        // Step two: record the run.
+        let (mapped, stderr) = record(&route, job.id, &result, started.elapsed());
+        // Step three: the answer, from what it gave or how it failed.
         let cut_short = stream.as_ref().is_some_and(Stream::started);
         let (status, problem) = match result {
             Ok(_) if let Some(stream) = stream => {
@@ -481,6 +451,49 @@ impl Handler {
             None => Outcome::ClientGone,
         }
     }
+}
+
+/// Records a run: its time and what broke in the route's counters, its
+/// verdict in the route's breaker, its stderr in the log. Returns the status
+/// its exit code maps to (`exit_status`), if any, and the end of its stderr
+/// for `explain` (empty without it).
+fn record(
+    route: &Route,
+    id: u64,
+    result: &Result<Done, program::Failure>,
+    took: Duration,
+) -> (Option<u16>, Vec<u8>) {
+    // An exit code the route maps to a status (`exit_status`) is the
+    // program's answer that the request was bad: no failure of its own.
+    let mapped = match result {
+        Err(program::Failure::Exit(code, _)) => route.status_for_exit(*code),
+        _ => None,
+    };
+    let failure = match result {
+        Err(f) if mapped.is_none() => f.reason(),
+        _ => None,
+    };
+    route.stats.ran(took, failure);
+    match result {
+        // The client left: that says nothing of the program.
+        Err(f) if mapped.is_none() && f.status().is_none() => {}
+        Err(f) if mapped.is_none() && f.is_breakdown() => route.breaker.record(Verdict::BrokeDown),
+        _ => route.breaker.record(Verdict::Answered),
+    }
+    let stderr = match result {
+        Ok(Done::Output(out)) => out.stderr.as_bytes(),
+        Ok(Done::Reply(_)) => &[],
+        Err(f) => f.stderr(),
+    };
+    for line in stderr.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        log::event(format_args!("{id} stderr: {}", Escaped(line)));
+    }
+    let kept = if route.explain {
+        stderr.to_vec()
+    } else {
+        Vec::new()
+    };
+    (mapped, kept)
 }
 
 /// What a program or worker gave.
