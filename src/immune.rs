@@ -34,11 +34,10 @@ pub struct Policy {
 }
 
 /// Marks per address, in the gate only: a fixed table of (address hash,
-/// marks, since when), keyed at random like `Bans`.
+/// marks, since when), hashed with the ban list's random key.
 pub struct Strikes {
     policy: Policy,
     slots: Vec<(u64, u32, Instant)>,
-    hasher: RandomState,
 }
 
 impl Strikes {
@@ -50,18 +49,18 @@ impl Strikes {
         };
         Strikes {
             slots: vec![(0, 0, Instant::now()); size],
-            hasher: RandomState::new(),
             policy,
         }
     }
 
-    /// One bad request from `ip`. Returns true if that makes a ban.
-    pub fn mark(&mut self, ip: IpAddr, now: Instant) -> bool {
+    /// One bad request from `ip` (`bans` keys its hash). Returns true if
+    /// that makes a ban.
+    pub fn mark(&mut self, ip: IpAddr, bans: &Bans, now: Instant) -> bool {
         if self.policy.ban_after == 0 || self.policy.trusted.iter().any(|c| c.contains(ip)) {
             return false;
         }
         // Its own slot; else an empty one nearby, else the oldest nearby.
-        let key = self.hasher.hash_one(ip).max(1);
+        let key = bans.key(ip);
         let start = usize::try_from(key % STRIKE_TABLE as u64).unwrap_or(0);
         let near = (0..PROBES).map(|i| (start + i) % STRIKE_TABLE);
         let slots = &self.slots;
@@ -106,8 +105,9 @@ impl Bans {
         }
     }
 
-    fn key(&self, ip: IpAddr) -> u64 {
-        // 0 marks an empty slot.
+    /// `ip`'s hash under the random key (never 0, which marks an empty
+    /// slot); `Strikes` places its marks by it too.
+    pub fn key(&self, ip: IpAddr) -> u64 {
         self.hasher.hash_one(ip).max(1)
     }
 
@@ -174,17 +174,18 @@ mod tests {
     fn marks_within_a_window_ban_and_trusted_peers_never_are() {
         let t0 = Instant::now();
         let mut s = Strikes::new(policy(&["10.0.0.0/8"]));
+        let bans = Bans::new();
         let bad = ip("192.0.2.1");
-        assert!(!s.mark(bad, t0));
-        assert!(!s.mark(bad, t0));
-        assert!(s.mark(bad, t0 + Duration::from_secs(1)));
+        assert!(!s.mark(bad, &bans, t0));
+        assert!(!s.mark(bad, &bans, t0));
+        assert!(s.mark(bad, &bans, t0 + Duration::from_secs(1)));
         // A window that passed starts the count again.
-        assert!(!s.mark(bad, t0 + Duration::from_secs(2)));
-        assert!(!s.mark(bad, t0 + Duration::from_secs(30)));
-        assert!(!s.mark(bad, t0 + Duration::from_secs(31)));
-        assert!(s.mark(bad, t0 + Duration::from_secs(32)));
+        assert!(!s.mark(bad, &bans, t0 + Duration::from_secs(2)));
+        assert!(!s.mark(bad, &bans, t0 + Duration::from_secs(30)));
+        assert!(!s.mark(bad, &bans, t0 + Duration::from_secs(31)));
+        assert!(s.mark(bad, &bans, t0 + Duration::from_secs(32)));
         for _ in 0..10 {
-            assert!(!s.mark(ip("10.1.2.3"), t0));
+            assert!(!s.mark(ip("10.1.2.3"), &bans, t0));
         }
     }
 
@@ -192,15 +193,16 @@ mod tests {
     fn the_strike_table_stays_bounded_and_counts_a_repeat_offender() {
         let t0 = Instant::now();
         let mut s = Strikes::new(policy(&[]));
+        let bans = Bans::new();
         let bad = ip("192.0.2.1");
         for i in 0..(STRIKE_TABLE as u32 * 4) {
             let at = t0 + Duration::from_millis(u64::from(i));
-            assert!(!s.mark(IpAddr::from(((i + 1) << 8).to_be_bytes()), at));
+            assert!(!s.mark(IpAddr::from(((i + 1) << 8).to_be_bytes()), &bans, at));
             // The newest marks are never the ones that make way.
             if i % 1000 == 998 {
-                assert!(!s.mark(bad, at));
-                assert!(!s.mark(bad, at));
-                assert!(s.mark(bad, at));
+                assert!(!s.mark(bad, &bans, at));
+                assert!(!s.mark(bad, &bans, at));
+                assert!(s.mark(bad, &bans, at));
             }
         }
         assert_eq!(s.slots.len(), STRIKE_TABLE);

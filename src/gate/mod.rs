@@ -595,7 +595,7 @@ impl Gate {
     /// A bad request from `ip`: enough of them ban it.
     fn mark(&mut self, ip: IpAddr) {
         let now = Instant::now();
-        if self.strikes.mark(ip, now) {
+        if self.strikes.mark(ip, &self.state.bans, now) {
             let ban_for = self.strikes.ban_for();
             self.state.bans.ban(ip, now + ban_for);
             log::event(format_args!(
