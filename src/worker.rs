@@ -23,7 +23,8 @@
 //! restarts (at the next request, or at once for a boot worker; but a
 //! worker that failed before it ever answered is not started again before a
 //! pause that doubles from 0.5 s to 30 s), their recycling (`max_requests`,
-//! `max_memory`), and the frames.
+//! `max_memory`). The frames' format is `frames.rs`'s; a route's worker
+//! settings (`Worker`, `Speaks`, `Start`, `Recycle`) are `route.rs`'s.
 //! Must never: give a worker two requests at once (a handler is one thread),
 //! keep a worker that failed a request (but one that ended a cancelled
 //! request in time, or whose client left an HTTP request), restart one in a
