@@ -241,6 +241,23 @@ fn a_worker_that_died_idle_is_noticed_even_after_other_programs_ended() {
         .status()
         .unwrap();
     assert!(killed.success());
+    // Dead, not dying: SIGKILL is delivered when the kernel next runs it,
+    // and a request sent before that would reach a live worker.
+    wait_for(Duration::from_millis(5), || {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat)
+                if !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                Err(format!("worker {pid} is still running"))
+            }
+            _ => Ok(()),
+        }
+    });
     // Another program runs and ends: reaping its orphans must leave the
     // dead worker to its own handler.
     assert_eq!(s.get("/once").status, 200);
