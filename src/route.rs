@@ -3,7 +3,9 @@
 //!
 //! Owns: the route table (immutable once built) and the matching rules:
 //! an exact path beats a prefix (`/x/*`), a longer prefix beats a shorter one,
-//! `ANY` matches every method, a GET route answers HEAD too.
+//! `ANY` matches every method, a GET route answers HEAD too; and a route's
+//! settings: its program's `Sandbox`, its warm `Worker`, its base
+//! environment.
 //! Must never: run anything or touch a socket.
 
 use crate::breaker::Breaker;

@@ -1,6 +1,7 @@
-//! What every thread may read: the bound on held requests, the handler's state
-//! and the counters behind /metrics (the organism's hormones): atomics, and
-//! one channel of room tokens for a listener that waits for room.
+//! What every thread may read: the bound on held requests, the handlers'
+//! state (and the program each runs: `Running`) and the counters behind
+//! /metrics (the organism's hormones): atomics, and one channel of room
+//! tokens for a listener that waits for room.
 //!
 //! Must never: take a lock, allocate after start-up, or hold anything that
 //! grows with traffic.
