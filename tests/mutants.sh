@@ -54,7 +54,7 @@ PY
 # The five that survived the audit (issue 21), then one per promise added since.
 mutant src/gate/mod.rs '            self.readers.remove(0);' '            self.readers.remove(self.readers.len() - 1);' slow_clients
 mutant src/admin.rs '                waiting.pop_front();' '                waiting.pop_back();' operations
-mutant src/gate/writer.rs 'let expired = !finished && w.deadline <= now;' 'let expired = false;' slow_clients
+mutant src/gate/writer.rs 'let expired = matches!(progress, Progress::Pending) && w.deadline <= now;' 'let expired = false;' slow_clients
 mutant src/handler.rs '            self.state.count_drop(Dropped::Draining);' '            {}' operations
 mutant src/cgi/output.rs "            || value.bytes().any(|b| b < 0x20 && b != b'\\t')" '            || false' cgi
 mutant src/gate/mod.rs '                self.state.count_drop(Dropped::Draining);
