@@ -78,11 +78,21 @@ impl Alarm {
         }
     }
 
-    /// The watchdog is about to rest (true, before it looks whether any
-    /// handler is busy) or to tick (false). A swap on both sides: either
-    /// the watchdog sees the busy handler, or the handler sees it resting.
-    pub fn rest(&self, resting: bool) {
-        self.resting.swap(resting, SeqCst);
+    /// The watchdog may rest: called before it looks whether any handler
+    /// is busy. A swap on both sides: either the watchdog sees the busy
+    /// handler, or the handler sees it resting and tells it.
+    pub fn resting(&self) {
+        self.resting.swap(true, SeqCst);
+    }
+
+    /// The watchdog ticks (a handler is busy): nobody need tell it.
+    pub fn ticking(&self) {
+        self.resting.swap(false, SeqCst);
+    }
+
+    /// Handler `index`'s thread died: told whatever the watchdog does.
+    fn died(&self, index: usize) {
+        let _ = self.events.send(Event::Died(index));
     }
 
     /// The handler took work (its state says so already).
@@ -110,7 +120,7 @@ impl Standby {
                 };
                 let _sentinel = Sentinel {
                     handler: &handler,
-                    events: alarm.events.clone(),
+                    alarm: &alarm,
                 };
                 handler.serve(generation, &alarm);
             })?;
@@ -127,14 +137,14 @@ impl Standby {
 /// Reports the death of its thread to the watchdog while unwinding.
 struct Sentinel<'a> {
     handler: &'a Handler,
-    events: SyncSender<Event>,
+    alarm: &'a Alarm,
 }
 
 impl Drop for Sentinel<'_> {
     fn drop(&mut self) {
         if thread::panicking() {
             self.handler.view.set_state(HandlerState::Failed);
-            let _ = self.events.send(Event::Died(self.handler.index));
+            self.alarm.died(self.handler.index);
         }
     }
 }

@@ -67,13 +67,13 @@ struct Watchdog {
 impl Watchdog {
     fn run(&mut self, heard: &Receiver<Event>) {
         loop {
-            self.alarm.rest(true);
+            self.alarm.resting();
             let busy = self
                 .handlers
                 .iter()
                 .any(|h| h.view.state() == HandlerState::Busy);
             let event = if self.light.enabled() || busy {
-                self.alarm.rest(false);
+                self.alarm.ticking();
                 heard.recv_timeout(TICK)
             } else {
                 heard.recv().map_err(|_| RecvTimeoutError::Disconnected)
