@@ -13,7 +13,7 @@
 use crate::cidr::Cidr;
 use crate::exposition;
 use crate::http::request::{Head, Limits, parse_head};
-use crate::http::response::Response;
+use crate::http::response::{Response, Sends};
 use crate::http::{RequestError, Status};
 use crate::log;
 use crate::route::Routes;
@@ -155,15 +155,15 @@ fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State
         return;
     }
     let response = match head {
-        Err(e) => Response::plain(e.status(), &[], false),
+        Err(e) => Response::plain(e.status(), &[], Sends::Body),
         Ok(head) => {
-            let head_only = head.method == crate::http::Method::Head;
+            let sends = Sends::to(head.method);
             let text = |status, body: String| {
                 Response::new(
                     status,
                     &[("Content-Type", "text/plain; charset=utf-8")],
                     body.into_bytes(),
-                    head_only,
+                    sends,
                 )
             };
             match head.path.as_str() {
@@ -183,15 +183,15 @@ fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State
                     200,
                     &[("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
                     exposition::prometheus(state, routes).into_bytes(),
-                    head_only,
+                    sends,
                 ),
                 "/status" => Response::new(
                     200,
                     &[("Content-Type", "application/json")],
                     exposition::status_json(state, routes).into_bytes(),
-                    head_only,
+                    sends,
                 ),
-                _ => Response::plain(404, &[], head_only),
+                _ => Response::plain(404, &[], sends),
             }
         }
     };

@@ -14,8 +14,7 @@ use crate::breaker::Verdict;
 use crate::cgi;
 use crate::frames;
 use crate::gate::{Answer, Entry, Inbox, Receipts, Redirect, ToGate};
-use crate::http::Method;
-use crate::http::response::Response;
+use crate::http::response::{Response, Sends};
 use crate::log::{self, Escaped};
 use crate::program::{self, Run, Sink, Streamed};
 use crate::queue::Job;
@@ -234,12 +233,12 @@ impl Handler {
     }
 
     fn serve_admitted(&self, mut job: Job, workers: &mut Workers, receipts: &Receipts) {
-        let head_only = job.head.method == Method::Head;
+        let sends = Sends::to(job.head.method);
         let start = Instant::now();
         let outcome = if self.state.phase() >= Phase::Expired {
             // Shutting down and out of time: this one will not run.
             self.state.count_drop(Dropped::Draining);
-            Outcome::Answer(Response::unavailable(1, head_only))
+            Outcome::Answer(Response::unavailable(1, sends))
         } else {
             catch_unwind(AssertUnwindSafe(|| self.execute(&mut job, workers))).unwrap_or_else(
                 |_| {
@@ -247,7 +246,7 @@ impl Handler {
                         "{} {}: the job panicked; answered 500",
                         job.id, job.route.pattern
                     ));
-                    Outcome::Answer(Response::plain(500, &[], head_only))
+                    Outcome::Answer(Response::plain(500, &[], sends))
                 },
             )
         };
@@ -320,7 +319,7 @@ impl Handler {
         let id = job.id;
         let client = job.conn.stream.as_raw_fd();
         self.state.program_started();
-        let head_only = job.head.method == Method::Head;
+        let sends = Sends::to(job.head.method);
         let content_type = [("Content-Type", route.content_type.as_str())];
         let http = route
             .worker
@@ -330,7 +329,7 @@ impl Handler {
         let peer = job.conn.peer.ip();
         // Chunked needs HTTP/1.1; HEAD has no body to stream. An HTTP
         // worker's answer always streams; its head comes with its answer.
-        let streams = (route.stream || http) && !head_only && job.head.minor_version >= 1;
+        let streams = (route.stream || http) && sends == Sends::Body && job.head.minor_version >= 1;
         // A worker's head comes with its answer (`Stream::begin`).
         let mut stream = streams.then(|| {
             let head = match route.worker {
@@ -410,22 +409,17 @@ impl Handler {
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.as_str()))
                     .collect();
-                return Outcome::Answer(Response::new(
-                    reply.status,
-                    &headers,
-                    reply.body,
-                    head_only,
-                ));
+                return Outcome::Answer(Response::new(reply.status, &headers, reply.body, sends));
             }
             // A worker answers with a CGI header block too.
             Ok(Done::Output(out)) if route.cgi || route.worker.is_some() => {
                 match cgi::parse(&out.stdout) {
-                    Ok(reply) => return cgi_outcome(reply, out.stdout, &route, head_only),
+                    Ok(reply) => return cgi_outcome(reply, out.stdout, &route, sends),
                     Err(e) => (Some(502), format!("wrote a malformed CGI answer: {e}")),
                 }
             }
             Ok(Done::Output(out)) => {
-                return Outcome::Answer(Response::new(200, &content_type, out.stdout, head_only));
+                return Outcome::Answer(Response::new(200, &content_type, out.stdout, sends));
             }
             // Stopped by shutdown at the end of the drain: that is no
             // fault of the program's, and the client should go elsewhere.
@@ -447,16 +441,16 @@ impl Handler {
             // only be cut short (no last chunk), so the client sees it is
             // incomplete.
             Some(_) if cut_short => Outcome::CutShort,
-            Some(503) => Outcome::Answer(Response::unavailable(1, head_only)),
+            Some(503) => Outcome::Answer(Response::unavailable(1, sends)),
             Some(status) if route.explain => {
                 let mut why = format!("`{program}` {problem}\n").into_bytes();
                 if !stderr.is_empty() {
                     why.extend_from_slice(b"stderr (its end):\n");
                     why.extend_from_slice(&stderr);
                 }
-                Outcome::Answer(Response::explained(status, &why, head_only))
+                Outcome::Answer(Response::explained(status, &why, sends))
             }
-            Some(status) => Outcome::Answer(Response::plain(status, &[], head_only)),
+            Some(status) => Outcome::Answer(Response::plain(status, &[], sends)),
             None => Outcome::ClientGone,
         }
     }
@@ -525,7 +519,7 @@ enum Outcome {
 }
 
 /// The answer for a CGI program's reply.
-fn cgi_outcome(reply: cgi::Reply, mut stdout: Vec<u8>, route: &Route, head_only: bool) -> Outcome {
+fn cgi_outcome(reply: cgi::Reply, mut stdout: Vec<u8>, route: &Route, sends: Sends) -> Outcome {
     match reply {
         cgi::Reply::LocalRedirect(location) => Outcome::Redirect(location),
         cgi::Reply::Document {
@@ -538,7 +532,7 @@ fn cgi_outcome(reply: cgi::Reply, mut stdout: Vec<u8>, route: &Route, head_only:
             let content_type = content_type.as_deref().unwrap_or(&route.content_type);
             let mut all = vec![("Content-Type", content_type)];
             all.extend(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-            Outcome::Answer(Response::new(status, &all, stdout, head_only))
+            Outcome::Answer(Response::new(status, &all, stdout, sends))
         }
     }
 }

@@ -18,8 +18,8 @@ mod writer;
 
 use crate::breaker::Admit;
 use crate::http::request::{Head, Limits, parse_head};
-use crate::http::response::Response;
-use crate::http::{Method, RequestError, Status};
+use crate::http::response::{Response, Sends};
+use crate::http::{RequestError, Status};
 use crate::immune::{Policy, Strikes};
 use crate::log::{self, Escaped};
 use crate::metrics::RouteStats;
@@ -75,10 +75,10 @@ pub struct Redirect {
 }
 
 /// The answer to a request that matched no route: 404, or 405 with `Allow`.
-fn unrouted(found: &Match, head_only: bool) -> Option<Response> {
+fn unrouted(found: &Match, sends: Sends) -> Option<Response> {
     match found {
-        Match::NotFound => Some(Response::plain(404, &[], head_only)),
-        Match::NotAllowed(allow) => Some(Response::plain(405, &[("Allow", allow)], head_only)),
+        Match::NotFound => Some(Response::plain(404, &[], sends)),
+        Match::NotAllowed(allow) => Some(Response::plain(405, &[("Allow", allow)], sends)),
         Match::Run { .. } | Match::Index | Match::Options(_) => None,
     }
 }
@@ -550,7 +550,7 @@ impl Gate {
         let deadline = conn.accepted + self.settings.write_timeout;
         let w = Writer::new(
             conn,
-            Response::unavailable(1, false),
+            Response::unavailable(1, Sends::Body),
             After::Linger,
             deadline,
         );
@@ -564,12 +564,12 @@ impl Gate {
             self.mark(r.conn.peer.ip());
             return;
         }
-        let head_only = r.head().is_some_and(|h| h.method == Method::Head);
+        let sends = r.head().map_or(Sends::Body, |h| Sends::to(h.method));
         let response = if e.is_clients_fault() {
             self.mark(r.conn.peer.ip());
-            Response::plain(e.status(), &[], head_only)
+            Response::plain(e.status(), &[], sends)
         } else {
-            Response::unavailable(1, head_only)
+            Response::unavailable(1, sends)
         };
         let id = self.new_id();
         let entry = r.head().map_or(Entry::own(id, "-", "-"), |h| {
@@ -634,7 +634,7 @@ impl Gate {
                     Escaped(r.head.target.as_bytes()),
                     Escaped(r.location.as_bytes())
                 ));
-                let response = Response::plain(502, &[], r.head.method == Method::Head);
+                let response = Response::plain(502, &[], Sends::to(r.head.method));
                 let entry = Entry::own(id, r.head.method.as_str(), &r.head.target);
                 self.send(r.conn, response, After::Close, &entry);
                 return;
@@ -655,7 +655,7 @@ impl Gate {
         if !conn.reusable {
             conn.early = Vec::new();
         }
-        let head_only = head.method == Method::Head;
+        let sends = Sends::to(head.method);
         let routes = Arc::clone(&self.routes);
         let found = routes.find(head.method, &head.path);
         // Test hook (debug builds, the tests'): a route whose command is
@@ -705,12 +705,13 @@ impl Gate {
                 200,
                 &[("Content-Type", "text/plain; charset=utf-8")],
                 self.routes.index_text().into_bytes(),
-                head_only,
+                sends,
             ),
-            Match::Options(allow) => Response::new(200, &[("Allow", &allow)], Vec::new(), false),
+            Match::Options(allow) => {
+                Response::new(200, &[("Allow", &allow)], Vec::new(), Sends::Body)
+            }
             not_routed @ (Match::NotFound | Match::NotAllowed(_)) => {
-                unrouted(&not_routed, head_only)
-                    .unwrap_or_else(|| Response::plain(404, &[], head_only))
+                unrouted(&not_routed, sends).unwrap_or_else(|| Response::plain(404, &[], sends))
             }
         };
         let entry = Entry {
@@ -725,7 +726,7 @@ impl Gate {
     /// for a body that will be used): no route (404, 405), or a route that
     /// would refuse it (`refusal`). With the route's counters, if any.
     fn head_answer(&self, head: &Head) -> Option<(Response, Option<Arc<RouteStats>>)> {
-        let head_only = head.method == Method::Head;
+        let sends = Sends::to(head.method);
         match self.routes.find(head.method, &head.path) {
             Match::Run { route, .. } => self
                 .refusal(route, head)
@@ -735,10 +736,10 @@ impl Gate {
                     route
                         .breaker
                         .is_open()
-                        .then(|| Response::unavailable(1, head_only))
+                        .then(|| Response::unavailable(1, sends))
                 })
                 .map(|r| (r, Some(Arc::clone(&route.stats)))),
-            found => unrouted(&found, head_only).map(|r| (r, None)),
+            found => unrouted(&found, sends).map(|r| (r, None)),
         }
     }
 
@@ -746,10 +747,10 @@ impl Gate {
     /// because of the server's state or its own head: 503 while stopping,
     /// 401 without the route's token.
     fn refusal(&self, route: &Route, head: &Head) -> Option<Response> {
-        let head_only = head.method == Method::Head;
+        let sends = Sends::to(head.method);
         if self.state.stopping() {
             // A load balancer should take this one elsewhere.
-            return Some(Response::unavailable(1, head_only));
+            return Some(Response::unavailable(1, sends));
         }
         // A wrong token is no strike: a client retrying with an expired
         // one is not an attacker, and behind a shared proxy a ban would
@@ -760,7 +761,7 @@ impl Gate {
             return Some(Response::plain(
                 401,
                 &[("WWW-Authenticate", "Bearer")],
-                head_only,
+                sends,
             ));
         }
         None
@@ -775,7 +776,7 @@ impl Gate {
         path_info: &str,
         id: u64,
     ) -> Result<(Vec<OsString>, Slot), Response> {
-        let head_only = head.method == Method::Head;
+        let sends = Sends::to(head.method);
         if let Some(refused) = self.refusal(route, head) {
             if self.state.stopping() {
                 self.state.count_drop(Dropped::Draining);
@@ -783,7 +784,7 @@ impl Gate {
             return Err(refused);
         }
         if let Admit::No(secs) = route.breaker.admit() {
-            return Err(Response::unavailable(secs, head_only));
+            return Err(Response::unavailable(secs, sends));
         }
         // A worker was started with its command: a request fills nothing.
         let argv = match route.worker {
@@ -799,13 +800,13 @@ impl Gate {
             .map_err(|e| {
                 log::event(format_args!("{id} {}: refused: {e}", route.pattern));
                 if route.explain {
-                    Response::explained(400, e.to_string().as_bytes(), head_only)
+                    Response::explained(400, e.to_string().as_bytes(), sends)
                 } else {
-                    Response::plain(400, &[], head_only)
+                    Response::plain(400, &[], sends)
                 }
             })?,
         };
-        let slot = Slot::take(&self.state).ok_or_else(|| Response::unavailable(1, head_only))?;
+        let slot = Slot::take(&self.state).ok_or_else(|| Response::unavailable(1, sends))?;
         Ok((argv, slot))
     }
 

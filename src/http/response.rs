@@ -5,8 +5,27 @@
 //! Must never: touch a socket, or emit a header from the outside world that
 //! holds CR or LF.
 
+use super::Method;
 use std::fmt::Write as _;
 use std::time::SystemTime;
+
+/// What an answer carries: its body, or (to a HEAD request) its head only,
+/// whose `Content-Length` is still the body's (RFC 9110 §9.3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sends {
+    Body,
+    HeadOnly,
+}
+
+impl Sends {
+    /// What the answer to a `method` request carries.
+    pub fn to(method: Method) -> Sends {
+        match method {
+            Method::Head => Sends::HeadOnly,
+            _ => Sends::Body,
+        }
+    }
+}
 
 /// A complete answer: the head (status line and headers) and the body.
 /// `HEAD` answers carry the `Content-Length` of the body they leave out.
@@ -17,13 +36,8 @@ pub struct Response {
 }
 
 impl Response {
-    /// An answer with `body`, sent whole or (`head_only`, for HEAD) without it.
-    pub fn new(
-        status: u16,
-        headers: &[(&str, &str)],
-        mut body: Vec<u8>,
-        head_only: bool,
-    ) -> Response {
+    /// An answer with `body`, sent whole or (to HEAD) without it.
+    pub fn new(status: u16, headers: &[(&str, &str)], mut body: Vec<u8>, sends: Sends) -> Response {
         // A program's output grew by doubling: what it holds past its length
         // is given back (for a large one, in place), so the answer holds no
         // more memory than it sends.
@@ -47,7 +61,7 @@ impl Response {
         Response {
             status,
             head: head.into_bytes(),
-            body: if head_only || bodiless {
+            body: if sends == Sends::HeadOnly || bodiless {
                 Vec::new()
             } else {
                 body
@@ -71,16 +85,16 @@ impl Response {
     }
 
     /// The server's own short answer for `status`: text naming the status.
-    pub fn plain(status: u16, headers: &[(&str, &str)], head_only: bool) -> Response {
-        Response::text(status, headers, b"", head_only)
+    pub fn plain(status: u16, headers: &[(&str, &str)], sends: Sends) -> Response {
+        Response::text(status, headers, b"", sends)
     }
 
     /// The same, with the reason after the status line (`explain`).
-    pub fn explained(status: u16, why: &[u8], head_only: bool) -> Response {
-        Response::text(status, &[], why, head_only)
+    pub fn explained(status: u16, why: &[u8], sends: Sends) -> Response {
+        Response::text(status, &[], why, sends)
     }
 
-    fn text(status: u16, headers: &[(&str, &str)], why: &[u8], head_only: bool) -> Response {
+    fn text(status: u16, headers: &[(&str, &str)], why: &[u8], sends: Sends) -> Response {
         let mut body = format!("{status} {}\n", reason(status)).into_bytes();
         body.extend_from_slice(why);
         if !body.ends_with(b"\n") {
@@ -89,13 +103,13 @@ impl Response {
         let mut all = Vec::with_capacity(headers.len() + 1);
         all.push(("Content-Type", "text/plain; charset=utf-8"));
         all.extend_from_slice(headers);
-        Response::new(status, &all, body, head_only)
+        Response::new(status, &all, body, sends)
     }
 
     /// 503: busy or stopping, come back in `retry_after` seconds.
-    pub fn unavailable(retry_after: u64, head_only: bool) -> Response {
+    pub fn unavailable(retry_after: u64, sends: Sends) -> Response {
         let secs = retry_after.to_string();
-        Response::plain(503, &[("Retry-After", &secs)], head_only)
+        Response::plain(503, &[("Retry-After", &secs)], sends)
     }
 
     /// Keeps the connection open after this answer: its `Connection: close`
@@ -227,14 +241,14 @@ mod tests {
             200,
             &[("Content-Type", "text/plain")],
             b"hi".to_vec(),
-            false,
+            Sends::Body,
         );
         let head = String::from_utf8(r.head).unwrap();
         assert!(head.starts_with("HTTP/1.1 200 OK\r\nDate: "));
         assert!(head.contains("\r\nContent-Length: 2\r\n"));
         assert!(head.ends_with("Content-Type: text/plain\r\nConnection: close\r\n\r\n"));
         assert_eq!(r.body, b"hi");
-        let mut kept = Response::new(204, &[], Vec::new(), false);
+        let mut kept = Response::new(204, &[], Vec::new(), Sends::Body);
         assert!(kept.keep_alive());
         assert!(kept.head.ends_with(b"\r\nConnection: keep-alive\r\n\r\n"));
         let mut rest = Response {
@@ -243,7 +257,12 @@ mod tests {
             body: b"0\r\n\r\n".to_vec(),
         };
         assert!(!rest.keep_alive(), "a streamed answer's rest keeps nothing");
-        let r = Response::new(200, &[("X-Bad", "a\r\nInjected: 1")], b"hi".to_vec(), true);
+        let r = Response::new(
+            200,
+            &[("X-Bad", "a\r\nInjected: 1")],
+            b"hi".to_vec(),
+            Sends::HeadOnly,
+        );
         assert!(!String::from_utf8(r.head).unwrap().contains("Injected"));
         assert!(r.body.is_empty());
     }
