@@ -222,6 +222,15 @@ pub enum Sink<'s, 'c> {
     Frames(Streamed<'s, 'c>),
 }
 
+/// What ends a framed worker's answer to a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ends {
+    /// Its one frame (`Sink::Frame`).
+    AtFrame,
+    /// Its end mark, after its head and pieces (`Sink::Frames`).
+    AtEndMark,
+}
+
 /// A framed worker's streamed answer, as it comes: the head and pieces go to
 /// the client (or, without a stream — HTTP/1.0, HEAD —, are kept whole).
 pub struct Streamed<'s, 'c> {
@@ -310,11 +319,6 @@ impl<'c> Sink<'_, 'c> {
             Sink::Frames(f) => f.stream.as_deref_mut(),
             Sink::Collect | Sink::Frame => None,
         }
-    }
-
-    /// True if the run ends with the worker's answer, not with the program.
-    fn framed(&self) -> bool {
-        matches!(self, Sink::Frame | Sink::Frames(_))
     }
 
     /// Takes what stdout gave so far (`out`; `sent` bytes of it already
@@ -456,7 +460,7 @@ pub fn spawn<'r>(run: &Run, running: &'r Running, stdio: Stdio) -> Result<Group<
     };
     // The child's ends are closed here: its exit then closes our reads.
     drop((stdin, stdout_w, stderr_w));
-    let mut group = Group::new(pid, running, feed, stdout_r, stderr_r);
+    let mut group = Group::new(pid, running, stdio, feed, stdout_r, stderr_r);
     group.cgroup = cgroup;
     let pipes = [
         fd_of(&group.stdin),
@@ -504,6 +508,9 @@ pub struct Group<'a> {
     /// The program's pid, which is its group's id too.
     pid: u32,
     published: &'a Running,
+    /// How it was started: a framed worker's stdin stays open for its next
+    /// request, and its exit never ends a run well.
+    stdio: Stdio,
     stdin: Option<PipeWriter>,
     stdout: Option<PipeReader>,
     stderr: Option<PipeReader>,
@@ -521,6 +528,7 @@ impl<'a> Group<'a> {
     fn new(
         pid: u32,
         published: &'a Running,
+        stdio: Stdio,
         stdin: Option<PipeWriter>,
         stdout: Option<PipeReader>,
         stderr: Option<PipeReader>,
@@ -528,6 +536,7 @@ impl<'a> Group<'a> {
         Group {
             pid,
             published,
+            stdio,
             stdin,
             stdout,
             stderr,
@@ -579,9 +588,8 @@ impl<'a> Group<'a> {
         let mut sent = 0;
         // The client is watched for leaving, and written to when streaming.
         let client = sink.stream().map(|s| s.fd()).or(run.client);
-        let framed = sink.framed();
         // A pipe takes a request at once, most often: no poll first.
-        self.feed(run.stdin, &mut written, !framed);
+        self.feed(run.stdin, &mut written);
         self.fed_all = written >= run.stdin.len();
         loop {
             let closed = self.stdout.is_none() && self.stderr.is_none();
@@ -647,7 +655,7 @@ impl<'a> Group<'a> {
                 return Err(Failure::ClientGone(stderr));
             }
             if stdin_ready {
-                self.feed(run.stdin, &mut written, !framed);
+                self.feed(run.stdin, &mut written);
                 self.fed_all = written >= run.stdin.len();
             }
             if out_ready {
@@ -682,7 +690,7 @@ impl<'a> Group<'a> {
         match (status.code(), status.signal()) {
             // A worker that exited mid-answer has not answered, whatever its
             // exit code.
-            (Some(0), _) if framed => Err(Failure::Exit(0, stderr)),
+            (Some(0), _) if self.stdio == Stdio::Frames => Err(Failure::Exit(0, stderr)),
             (Some(0), _) => Ok(Output { stdout, stderr }),
             (Some(code), _) => Err(Failure::Exit(code, stderr)),
             (None, Some(sig)) => Err(Failure::Signal(sig, stderr)),
@@ -691,16 +699,16 @@ impl<'a> Group<'a> {
     }
 
     /// Writes what stdin can take now; closes it when all is written (if
-    /// `close_at_end`: a worker's stays open for the next request) or the
+    /// a program per request: a worker's stays open for the next one) or the
     /// program stopped reading (EPIPE is the program's choice, not an error).
-    fn feed(&mut self, body: &[u8], written: &mut usize, close_at_end: bool) {
+    fn feed(&mut self, body: &[u8], written: &mut usize) {
         let Some(pipe) = self.stdin.as_mut() else {
             return;
         };
         loop {
             let rest = body.get(*written..).unwrap_or_default();
             if rest.is_empty() {
-                if close_at_end {
+                if self.stdio == Stdio::Request {
                     self.stdin = None;
                 }
                 return;
@@ -730,15 +738,14 @@ impl<'a> Group<'a> {
     }
 
     /// Asks a worker to stop request `id` (`cancel ID` on its stdin) and
-    /// waits up to `grace` for that request's end: its end mark, or (a
-    /// one-frame answer, `streamed` false) its answer, which may have been
-    /// on its way already. What came of the request is dropped. True if it
+    /// waits up to `grace` for that request's end (`ends`: its one frame,
+    /// which may have been on its way already, or its end mark). What came of the request is dropped. True if it
     /// ended, and nothing followed: the worker can take the next request.
     pub fn cancel(
         &mut self,
         id: u64,
         grace: Duration,
-        streamed: bool,
+        ends: Ends,
         run: &Run,
         scratch: &mut [u8],
     ) -> bool {
@@ -767,7 +774,7 @@ impl<'a> Group<'a> {
                     Item::Frame(range) => {
                         self.out.drain(..range.end);
                         // A one-frame answer ends the request; a piece does not.
-                        ended = !streamed;
+                        ended = ends == Ends::AtFrame;
                     }
                     Item::End(done, n) if done == id => {
                         self.out.drain(..n);

@@ -31,7 +31,7 @@
 //! tight loop, or let one outlive its handler (its group is killed when
 //! dropped, and dies with the thread that started it: PDEATHSIG).
 
-use crate::program::{self, Failure, Group, Output, Run, SCRATCH, Sink, Stdio};
+use crate::program::{self, Ends, Failure, Group, Output, Run, SCRATCH, Sink, Stdio};
 use crate::route::{Recycle, Route, Speaks, Start};
 use crate::state::Running;
 use crate::stream::Stream;
@@ -92,7 +92,10 @@ impl<'a> Workers<'a> {
         id: u64,
     ) -> Result<Output, Failure> {
         let running = self.running;
-        let streamed = matches!(sink, Sink::Frames(_));
+        let ends = match sink {
+            Sink::Frames(_) => Ends::AtEndMark,
+            _ => Ends::AtFrame,
+        };
         let slot = slot_of(&mut self.slots, route).ok_or_else(lost)?;
         slot.up(running)?;
         let mut group = slot.group.take().ok_or_else(lost)?;
@@ -109,7 +112,7 @@ impl<'a> Workers<'a> {
                 if let Some(grace) = route.cancel_grace =>
             {
                 group.publish(Some(Instant::now() + grace + run.kill_grace));
-                let kept = group.cancel(id, grace, streamed, run, &mut self.scratch);
+                let kept = group.cancel(id, grace, ends, run, &mut self.scratch);
                 route.stats.cancelled(kept);
                 let why = match failure {
                     Failure::ClientGone(_) => "its client left",
