@@ -72,5 +72,9 @@ mutant src/handler.rs '        let outcome = if self.state.phase() >= Phase::Exp
 mutant src/gate/mod.rs '            if let Some(i) = self.readers.first_idle() {' '            if let Some(i) = None::<usize> {' http
 mutant src/gate/mod.rs '                self.readers.close_idle();' '' http
 mutant src/gate/reader.rs '                self.conn.early = rest;' '                drop(rest);' http
+mutant src/program.rs '                if self.stdio == Stdio::Request {' '                if false {' programs
+mutant src/program.rs '            (Some(0), _) if self.stdio == Stdio::Frames =>' '            (Some(0), _) if false =>' workers
+mutant src/program.rs '                        ended = ends == Ends::AtFrame;' '                        ended = true;' stream_workers
+mutant src/http/response.rs '            body: if sends == Sends::HeadOnly || bodiless {' '            body: if bodiless {' http
 
 echo "mutants.sh: $caught caught, $survived survived"
