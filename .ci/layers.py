@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""The modules of src/ and which uses which (`crate::NAME` outside tests):
-prints every group of modules that use each other in a cycle, and exits 1
-if there is one (0: the modules stand in layers, ARCHITECTURE.md "Layers").
+"""The modules of src/ and which uses which (`crate::NAME`, or a macro a
+module defines, outside tests): prints every group of modules that use each
+other in a cycle and exits 1 if there is one; else checks that the table in
+ARCHITECTURE.md "Layers" puts each module at its layer (one above the
+highest it uses), and exits 1, saying where, if it does not.
 
     python3 .ci/layers.py
 """
@@ -15,16 +17,46 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
 
 def edges() -> dict:
-    """module -> the modules it uses (a file's module is its top folder or file)."""
-    uses = collections.defaultdict(set)
+    """module -> the modules it uses (a file's module is its top folder or
+    file; `main` is left out: it declares them all)."""
+    texts = collections.defaultdict(str)
     for path in glob.glob(os.path.join(ROOT, "**", "*.rs"), recursive=True):
         module = os.path.relpath(path, ROOT).split(os.sep)[0].removesuffix(".rs")
         text = open(path).read()
-        text = re.sub(r"#\[cfg\(test\)\]\s*mod tests \{.*", "", text, flags=re.S)
-        for used in re.findall(r"crate::([a-z_]+)", text):
-            if used != module:
-                uses[module].add(used)
+        texts[module] += re.sub(r"#\[cfg\(test\)\]\s*mod tests \{.*", "", text, flags=re.S)
+    del texts["main"]
+    macros = {m: set(re.findall(r"macro_rules!\s*([a-z_]+)", t)) for m, t in texts.items()}
+    uses = {m: set() for m in texts}
+    for module, text in texts.items():
+        used = set(re.findall(r"crate::([a-z_]+)", text))
+        used |= {m for m, names in macros.items() for n in names if re.search(rf"\b{n}!", text)}
+        uses[module] = used & set(texts) - {module}
     return uses
+
+
+def layers(uses: dict) -> dict:
+    """module -> its layer: 0 if it uses none, else one above the highest it uses."""
+    layer = {}
+
+    def of(m):
+        if m not in layer:
+            layer[m] = 1 + max((of(u) for u in uses[m]), default=-1)
+        return layer[m]
+
+    for m in uses:
+        of(m)
+    return layer
+
+
+def documented() -> dict:
+    """module -> its layer in ARCHITECTURE.md's table."""
+    text = open(os.path.join(ROOT, "..", "ARCHITECTURE.md")).read()
+    table = text.split("## Layers", 1)[-1].split("\n## ", 1)[0]
+    return {
+        m: int(n)
+        for n, cell in re.findall(r"^\| (\d+) \| ([^|]+) \|", table, flags=re.M)
+        for m in re.findall(r"`([a-z_]+)`", cell)
+    }
 
 
 def cycles(uses: dict) -> list:
@@ -65,4 +97,13 @@ if __name__ == "__main__":
         print(f"cycle of {len(group)}: " + ", ".join(group))
         for m in group:
             print(f"  {m} -> " + ", ".join(sorted(u for u in uses[m] if u in group)))
-    sys.exit(1 if found else 0)
+    if found:
+        sys.exit(1)
+    real, said = layers(uses), documented()
+    wrong = sorted(set(real) | set(said), key=lambda m: (real.get(m, -1), m))
+    wrong = [m for m in wrong if real.get(m) != said.get(m)]
+    for m in wrong:
+        print(f"ARCHITECTURE.md Layers: `{m}` is at layer {said.get(m, 'none')}, "
+              f"its layer is {real.get(m, 'none (no such module)')} "
+              f"(it uses: {', '.join(sorted(uses.get(m, ()))) or 'none'})")
+    sys.exit(1 if wrong else 0)

@@ -1,4 +1,5 @@
-//! The handler: the one thread that runs programs, one job at a time.
+//! A handler: a thread that runs programs, one job at a time (there is one,
+//! or `handlers` of them, each with a standby).
 //!
 //! Owns: the batch it was handed, the running program, and its warm workers
 //! (started at boot, or at their route's first request). For each job:

@@ -1,12 +1,13 @@
-//! fiddler_crab: runs one program per HTTP request, one at a time, holds a
-//! fixed number waiting, and ignores the rest at almost no cost.
+//! fiddler_crab: runs one program per HTTP request, one at a time per
+//! handler (one, or `handlers` of them), holds a fixed number waiting, and
+//! ignores the rest at almost no cost.
 //!
 //! The whole pipeline, one direction:
 //!
 //! ```text
 //! clients ─► listener ─► gate ─► queue ─► handler ─► gate ─► clients
-//!            (room?      (reads,   (whole    (one program  (writes
-//!             or close)   parses)   batches)  at a time)    answers)
+//!            (room?      (reads,   (batches  (one program  (writes
+//!             or close)   parses)   of jobs)  at a time)    answers)
 //! ```
 //! `main` reads the config, binds the sockets and starts each part; the
 //! watchdog keeps them alive; the signals thread stops them (SIGTERM: the

@@ -14,7 +14,8 @@
 //! server inherited.
 //! Must never: hold state (but the signal pipe's descriptor, which the
 //! handler needs, and an epoll set's own descriptor), allocate (but a program's argument arrays and the stack
-//! its child runs on before exec), or expose a raw pointer. Every function
+//! its child runs on before exec, and the list of inherited descriptors, once
+//! at start), or expose a raw pointer. Every function
 //! here is safe to call and returns `io::Result`; layouts are those of Linux
 //! on x86_64 and aarch64 (glibc and musl agree on them).
 

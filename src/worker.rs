@@ -27,7 +27,8 @@
 //! settings (`Worker`, `Speaks`, `Start`, `Recycle`) are `route.rs`'s.
 //! Must never: give a worker two requests at once (a handler is one thread),
 //! keep a worker that failed a request (but one that ended a cancelled
-//! request in time, or whose client left an HTTP request), restart one in a
+//! request in time, or an HTTP worker whose client left, whose answer passed
+//! `max_output`, or that timed out but still answers its probe), restart one in a
 //! tight loop, or let one outlive its handler (its group is killed when
 //! dropped, and dies with the thread that started it: PDEATHSIG).
 

@@ -1,6 +1,7 @@
 //! HTTP/1.1 on the wire, by hand: `request` parses what clients send (head and
 //! body framing, incrementally, within fixed limits), `response` builds what the
-//! server sends back. Neither touches a socket: they work on byte slices only.
+//! server sends back, `answer` reads what an HTTP worker answers. None of them
+//! touches a socket: they work on byte slices only.
 
 pub mod answer;
 pub mod request;
