@@ -240,6 +240,9 @@ struct Builder {
     immune: Policy,
     light: Thresholds,
     handlers: Option<u64>,
+    /// Where `handlers` was last set, for the error if `auto` has no traffic
+    /// light to follow.
+    handlers_origin: Option<Origin>,
     max_handlers: u64,
     tls_cert: Option<(PathBuf, Origin)>,
     tls_key: Option<(PathBuf, Origin)>,
@@ -287,6 +290,7 @@ impl Default for Builder {
             },
             light: Thresholds::default(),
             handlers: Some(1),
+            handlers_origin: None,
             max_handlers: 2,
             tls_cert: None,
             tls_key: None,
@@ -554,6 +558,7 @@ impl Builder {
             "load_yellow" => self.light.load_yellow = Some(v.hundredths(origin)?),
             "load_red" => self.light.load_red = Some(v.hundredths(origin)?),
             "handlers" => {
+                self.handlers_origin = Some(origin.clone());
                 self.handlers = match v {
                     Input::Toml(Value::String(s)) if s == "auto" => None,
                     Input::Flag("auto") => None,
@@ -643,7 +648,7 @@ impl Builder {
             None if self.light.enabled() => Handlers::Auto(self.max_handlers as usize),
             None => {
                 return Err(ConfigError {
-                    origin: None,
+                    origin: self.handlers_origin,
                     message: "handlers = \"auto\" follows the traffic light: set memory_yellow, \
                               memory_red, load_yellow or load_red"
                         .into(),
@@ -1439,7 +1444,7 @@ mod tests {
             ("handlers = 5", "f.toml:1: 5 is out of range 1..=4"),
             (
                 "handlers = \"auto\"",
-                "handlers = \"auto\" follows the traffic light: set memory_yellow, memory_red, load_yellow or load_red",
+                "f.toml:1: handlers = \"auto\" follows the traffic light: set memory_yellow, memory_red, load_yellow or load_red",
             ),
             (
                 "load_red = \"lots\"",
