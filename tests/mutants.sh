@@ -76,5 +76,6 @@ mutant src/program.rs '                if self.stdio == Stdio::Request {' '     
 mutant src/program.rs '            (Some(0), _) if self.stdio == Stdio::Frames =>' '            (Some(0), _) if false =>' workers
 mutant src/program.rs '                        ended = ends == Ends::AtFrame;' '                        ended = true;' stream_workers
 mutant src/http/response.rs '            body: if sends == Sends::HeadOnly || bodiless {' '            body: if bodiless {' http
+mutant src/gate/mod.rs '                Some(i) if read_now => {' '                Some(i) if false => {' http
 
 echo "mutants.sh: $caught caught, $survived survived"

@@ -452,16 +452,26 @@ impl Gate {
     }
 
     /// A connection whose answer is out waits for its next request among
-    /// the readers, if there is room (it never evicts one); what came with
-    /// the last request is read at once.
+    /// the readers, if there is room; what came with the last request is
+    /// read at once. With no room, one that brought its next request takes
+    /// an idle one's place (the idle one loses nothing); else it is closed,
+    /// as at its idle deadline.
     fn resume(&mut self, mut conn: Conn, now: Instant) {
         let Some(keep_alive) = self.settings.keep_alive else {
             return;
         };
-        if self.readers.len() >= self.settings.max_reading || self.state.stopping() {
+        if self.state.stopping() {
             return;
         }
         let read_now = !conn.early.is_empty() || conn.transport.buffered();
+        if self.readers.len() >= self.settings.max_reading {
+            match self.readers.first_idle() {
+                Some(i) if read_now => {
+                    self.readers.remove(i);
+                }
+                _ => return,
+            }
+        }
         let reader = Reader::kept(conn, now + keep_alive, self.settings.read_timeout);
         if self.readers.push(reader) && read_now {
             self.read(self.readers.len().saturating_sub(1));

@@ -401,6 +401,37 @@ fn idle_kept_connections_make_way_first_and_close_quietly() {
     assert!(!s.log_lines().iter().any(|l| l.contains(" 408 ")));
 }
 
+/// A kept connection that comes back with its next request already sent
+/// (pipelined) while `max_reading` is full takes an idle one's place: that
+/// request is answered, not lost with its connection.
+#[test]
+fn a_pipelined_request_takes_an_idle_connections_place() {
+    let dir = support::TempDir::new();
+    let control = support::Control::new(&dir.0);
+    let args = ["--keep-alive", "600", "--max-reading", "2"];
+    let s = support::held_server(dir, &control, &args);
+    let mut idle = s.connect();
+    idle.write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(support::read_one(&mut idle).text(), "ok\n");
+    // Two requests in one write; the first is held while the readers fill.
+    let mut pipelined = s.connect();
+    pipelined
+        .write_all(
+            b"POST /held HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\na\
+              GET /ok HTTP/1.1\r\nHost: t\r\n\r\n",
+        )
+        .unwrap();
+    let held = control.wait_started();
+    let mut sending = s.connect();
+    sending.write_all(b"GET /ok HTTP/1.1\r\n").unwrap();
+    s.wait_metric("fiddler_connections{state=\"reading\"}", |n| n == 2);
+    held.release();
+    assert_eq!(support::read_one(&mut pipelined).text(), "a");
+    assert_eq!(support::read_one(&mut pipelined).text(), "ok\n");
+    assert_eq!(support::read_all(&mut idle), (Vec::new(), None));
+}
+
 /// SIGTERM closes idle kept connections at once: the drain does not wait
 /// for their deadline.
 #[test]
