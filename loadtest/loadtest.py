@@ -1024,10 +1024,12 @@ async def warm_client(addr: Tuple[str, int], payload: bytes, keep: bool, timeout
                 continue
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
             length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            body = await asyncio.wait_for(reader.readexactly(length), timeout)
+                           if line.lower().startswith(b"content-length:")), None)
+            # No length (a streamed, chunked answer): it ends with the connection.
+            read = reader.read(-1) if length is None else reader.readexactly(length)
+            body = await asyncio.wait_for(read, timeout)
             outcomes.append(classify(head + body, start))
-            if b"\r\nconnection: close\r\n" in head.lower():
+            if length is None or b"\r\nconnection: close\r\n" in head.lower():
                 writer.close()
                 reader = writer = None
         except asyncio.TimeoutError:
