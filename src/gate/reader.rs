@@ -331,9 +331,13 @@ impl Reader {
 
 /// Whether a head that had `before` bytes and got `bytes` is worth parsing
 /// again: on its first bytes (which may be no HTTP at all), when a line
-/// ended, or when it just passed a limit (the request line's, the head's).
-/// Never for each byte of a line that trickles in: a client that sends its
-/// head a byte at a time costs the gate O(bytes), not O(bytes²).
+/// ended, when it just passed a limit (the request line's, the head's), and
+/// whenever it is past the most a head can take (then the parse refuses it:
+/// the limits count from the request line, after any empty lines, so the
+/// crossing alone can leave it a few bytes short, and the buffer would grow
+/// without end). Never for each byte of a line that trickles in: a client
+/// that sends its head a byte at a time costs the gate O(bytes), not
+/// O(bytes²).
 fn worth_parsing(before: usize, bytes: &[u8], limits: &Limits) -> bool {
     let after = before + bytes.len();
     let crossed = |limit: usize| before < limit && after >= limit;
@@ -341,6 +345,7 @@ fn worth_parsing(before: usize, bytes: &[u8], limits: &Limits) -> bool {
         || bytes.contains(&b'\n')
         || crossed(limits.max_line)
         || crossed(limits.max_head + 1)
+        || after > limits.head_bound()
 }
 
 #[cfg(test)]
@@ -362,5 +367,25 @@ mod tests {
             .count();
         // The first byte, two line ends, the two limits.
         assert!(parses <= 5, "{parses} parses of a {}-byte head", head.len());
+    }
+
+    /// A head that never ends is refused by the time it passes the most a
+    /// head can take, even when empty lines before it put the limits a few
+    /// bytes further than the buffer's length says.
+    #[test]
+    fn a_head_that_never_ends_is_refused_at_its_bound() {
+        let limits = Limits::default();
+        let mut buf = b"\n".repeat(8);
+        buf.extend_from_slice(b"GET /x/a HTTP/1.1\r\nHost: a\r\nX-Pad: ");
+        buf.resize(limits.max_head, b'a');
+        assert!(matches!(parse_head(&buf, &limits), Ok(Status::Partial)));
+        // Then a byte at a time, as a client might send it.
+        let refused = (0..=limits.head_bound()).find_map(|_| {
+            let before = buf.len();
+            buf.push(b'a');
+            let parsed = worth_parsing(before, b"a", &limits).then(|| parse_head(&buf, &limits));
+            matches!(parsed, Some(Err(_))).then_some(buf.len())
+        });
+        assert_eq!(refused, Some(limits.head_bound() + 1));
     }
 }

@@ -42,6 +42,15 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The most bytes a head can take, with the empty lines that may come
+    /// before its request line: past it, `parse_head` refuses it (or has
+    /// found its end).
+    pub fn head_bound(&self) -> usize {
+        self.max_head + 2 * MAX_EMPTY_LINES
+    }
+}
+
 /// One header field.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
