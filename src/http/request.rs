@@ -99,16 +99,12 @@ impl Head {
     }
 
     /// Whether the client means to send another request on its connection
-    /// (RFC 9112 §9.3): HTTP/1.1 unless it lists `close`, HTTP/1.0 only if
-    /// it lists `keep-alive`.
+    /// (RFC 9112 §9.3): never if it lists `close`; else HTTP/1.1, and
+    /// HTTP/1.0 only if it lists `keep-alive`.
     pub fn persistent(&self) -> bool {
         let named = connection_tokens(&self.headers);
         let listed = |t: &str| named.iter().any(|n| n == t);
-        if self.minor_version >= 1 {
-            !listed("close")
-        } else {
-            listed("keep-alive")
-        }
+        !listed("close") && (self.minor_version >= 1 || listed("keep-alive"))
     }
 }
 
@@ -516,9 +512,17 @@ pub(super) fn body_framing(
         if codings.iter().any(|c| c.is_empty()) {
             return Err(RequestError::BadRequest);
         }
+        let chunked = |c: &&[u8]| c.eq_ignore_ascii_case(b"chunked");
         return match codings.as_slice() {
-            [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
-            _ => Err(RequestError::NotImplemented),
+            [only] if chunked(only) => Ok(Framing::Chunked),
+            // Chunked last, once: a coding before it is one this server
+            // does not decode (§6.1: 501).
+            [before @ .., last] if chunked(last) && !before.iter().any(chunked) => {
+                Err(RequestError::NotImplemented)
+            }
+            // Chunked not last (or twice): the body's end cannot be known
+            // (§6.3 point 4: 400, and close).
+            _ => Err(RequestError::BadRequest),
         };
     }
     let mut length = None;
@@ -879,9 +883,10 @@ mod tests {
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", BadRequest),
         (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n", BodyTooLarge),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", NotImplemented),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", NotImplemented),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", BadRequest),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", BadRequest),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", NotImplemented),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", NotImplemented),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", BadRequest),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", BadRequest),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", BadRequest),
         (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", BadRequest),

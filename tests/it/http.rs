@@ -168,8 +168,13 @@ fn statuses_the_server_answers_itself() {
         (long_target.as_bytes(), 414),
         (many_headers.as_bytes(), 431),
         (
-            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             501,
+        ),
+        // Chunked not last: the body's end cannot be known (RFC 9112 §6.3).
+        (
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
+            400,
         ),
         (b"BREW /echo HTTP/1.1\r\nHost: t\r\n\r\n", 501),
         (b"GET /x HTTP/2.0\r\nHost: t\r\n\r\n", 505),
@@ -303,6 +308,12 @@ fn a_kept_connection_answers_in_order_and_closes_when_asked() {
         (r.status, r.header("Connection")),
         (200, Some("keep-alive"))
     );
+    // `close` wins, whatever else it lists (RFC 9112 §9.6).
+    let mut c = s.connect();
+    c.write_all(b"GET /x/d HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n")
+        .unwrap();
+    let r = support::read_one(&mut c);
+    assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
     // Off (the default): every answer closes.
     let r = echo(&[]).get("/x/e");
     assert_eq!((r.status, r.header("Connection")), (200, Some("close")));
