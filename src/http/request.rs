@@ -614,7 +614,13 @@ impl ChunkedDecoder {
                     let (used, complete) =
                         self.fill_line(rest, MAX_CHUNK_LINE, RequestError::BadRequest)?;
                     if complete {
-                        let size = parse_chunk_size(strip_cr(&self.line)?)?;
+                        // Chunk lines end in CRLF, no less (RFC 9112 §7.1: a
+                        // lone LF, fine in a head, is where framings differ).
+                        let line = self
+                            .line
+                            .strip_suffix(b"\r")
+                            .ok_or(RequestError::BadRequest)?;
+                        let size = parse_chunk_size(strip_cr(line)?)?;
                         self.line.clear();
                         self.start_chunk(size)?;
                     }
@@ -633,7 +639,7 @@ impl ChunkedDecoder {
                 ChunkState::DataEnd { cr } => {
                     self.state = match (cr, rest.first()) {
                         (false, Some(b'\r')) => ChunkState::DataEnd { cr: true },
-                        (_, Some(b'\n')) => ChunkState::Size,
+                        (true, Some(b'\n')) => ChunkState::Size,
                         _ => return Err(RequestError::BadRequest),
                     };
                     1
@@ -983,7 +989,6 @@ mod tests {
         #[rustfmt::skip]
         let ok: &[(&[u8], &[u8], usize)] = &[
             (b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\nNEXT", b"hello world", 4),
-            (b"5\nhello\n0\n\n", b"hello", 0),
             (b"a\r\n0123456789\r\nA ; x=\"y\"\r\n0123456789\r\n00\r\n\r\nGET / HTTP/1.1", b"01234567890123456789", 14),
             (b"0\r\n\r\n\r\n", b"", 2),
             (b"0000000000000001\r\nx\r\n0\r\n\r\n", b"x", 0),
@@ -997,6 +1002,8 @@ mod tests {
         #[rustfmt::skip]
         let bad: &[(&[u8], RequestError)] = &[
             (b"g\r\n", BadRequest),
+            (b"5\nhello\r\n0\r\n\r\n", BadRequest),
+            (b"5\r\nhello\n0\r\n\r\n", BadRequest),
             (b"\r\n", BadRequest),
             (b"-5\r\n", BadRequest),
             (b"5 \r\nhello\r\n0\r\n\r\n", BadRequest),
@@ -1139,11 +1146,9 @@ mod tests {
             let mut expected = Vec::new();
             for _ in 0..rng.below(6) {
                 let data: Vec<u8> = (0..1 + rng.below(40)).map(|_| rng.next() as u8).collect();
-                let eol: &[u8] = if rng.below(2) == 0 { b"\r\n" } else { b"\n" };
-                encoded.extend_from_slice(format!("{:x}", data.len()).as_bytes());
-                encoded.extend_from_slice(eol);
+                encoded.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
                 encoded.extend_from_slice(&data);
-                encoded.extend_from_slice(eol);
+                encoded.extend_from_slice(b"\r\n");
                 expected.extend_from_slice(&data);
             }
             encoded.extend_from_slice(b"0\r\nX: y\r\n\r\n");

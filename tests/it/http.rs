@@ -176,6 +176,11 @@ fn statuses_the_server_answers_itself() {
             b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n",
             400,
         ),
+        // A chunk's data ends in CRLF, not a lone LF (RFC 9112 §7.1).
+        (
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\n0\r\n\r\n",
+            400,
+        ),
         (b"BREW /echo HTTP/1.1\r\nHost: t\r\n\r\n", 501),
         (b"GET /x HTTP/2.0\r\nHost: t\r\n\r\n", 505),
         (b"GET /x HTTP/1.1\r\nHost: t\r\n", 408), // never finished
