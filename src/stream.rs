@@ -7,6 +7,7 @@
 //! Must never: block on the socket, or hold more than `cap` unsent bytes
 //! (plus one chunk's framing).
 
+use crate::http::response;
 use crate::transport::Conn;
 use std::fmt::Write as _;
 use std::io::{self, IoSlice};
@@ -115,12 +116,14 @@ impl<'a> Stream<'a> {
 
     /// What is left to send, with the last chunk that ends the body (the
     /// gate writes it), and how many bytes went out already. A program
-    /// that wrote nothing gives an empty body.
+    /// that wrote nothing gives an empty body; a 204 or 304 has none.
     pub fn finish(mut self) -> (Vec<u8>, usize) {
         if !self.started {
             self.pending.append(&mut self.head);
         }
-        self.pending.extend_from_slice(b"0\r\n\r\n");
+        if !response::bodiless(self.status) {
+            self.pending.extend_from_slice(b"0\r\n\r\n");
+        }
         (self.pending, self.sent)
     }
 }

@@ -50,9 +50,12 @@ fn forwarded(name: &str) -> bool {
     !HOP_BY_HOP.contains(&name) && !own.contains(&name)
 }
 
-/// An answer field passed on to the client (the server writes its own `Date`).
+/// An answer field passed on to the client: not the connection's, not a
+/// proxy's challenge (it is for the next client in the chain, here the
+/// server: RFC 9110 §11.7.1), and not `Date` (the server writes its own).
 fn returned(name: &str) -> bool {
-    !HOP_BY_HOP.contains(&name) && name != "date"
+    let own = ["date", "proxy-authenticate", "proxy-authentication-info"];
+    !HOP_BY_HOP.contains(&name) && !own.contains(&name)
 }
 
 /// One request for the worker.
@@ -211,13 +214,19 @@ fn request_head(f: &Forward, to: SocketAddr) -> Vec<u8> {
         if name == "x-forwarded-for" {
             let _ = write!(forwarded_for, "{value}, ");
         }
-        if !forwarded(&name) || named.contains(&name) {
+        if !forwarded(&name) || named.contains(&name) || name == "host" {
             continue;
         }
         let _ = write!(out, "{}: {value}\r\n", field.name);
     }
-    if h.header("host").is_none() {
-        let _ = write!(out, "Host: {to}\r\n");
+    // Always one, whatever the client's `Connection` lists (RFC 9112 §3.2).
+    match h.host() {
+        Some(host) => {
+            let _ = write!(out, "Host: {host}\r\n");
+        }
+        None => {
+            let _ = write!(out, "Host: {to}\r\n");
+        }
     }
     let proto = if f.https { "https" } else { "http" };
     let _ = write!(
@@ -268,6 +277,19 @@ struct Answer {
     decoded: Vec<u8>,
 }
 
+/// The limits of a worker's answer head: four times a request's, so that
+/// a worker that copies a request's fields into its answer (CORS's
+/// allow-headers, a debug echo) stays within them.
+fn answer_limits(max_output: usize) -> Limits {
+    let request = Limits::default();
+    Limits {
+        max_line: request.max_line,
+        max_head: 4 * request.max_head,
+        max_headers: 4 * request.max_headers,
+        max_body: u64::try_from(max_output).unwrap_or(u64::MAX),
+    }
+}
+
 impl Answer {
     fn new(f: &Forward) -> Answer {
         let max_output = f.max_output;
@@ -275,10 +297,7 @@ impl Answer {
             phase: Phase::Head(Vec::new()),
             method: f.head.method,
             max_output,
-            limits: Limits {
-                max_body: u64::try_from(max_output).unwrap_or(u64::MAX),
-                ..Limits::default()
-            },
+            limits: answer_limits(max_output),
             status: 0,
             headers: Vec::new(),
             body: Vec::new(),

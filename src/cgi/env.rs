@@ -57,15 +57,7 @@ pub fn environment(job: &Job) -> Vec<(OsString, OsString)> {
     }
     if let Ok(local) = job.conn.stream.local_addr() {
         set("SERVER_PORT", local.port().to_string().into());
-        // An absolute-form target's authority stands in for Host (RFC
-        // 9112 §3.2.2); both were checked to be a host and a port.
-        let host = match &head.authority {
-            Some(authority) => Some(authority.as_str()),
-            None => head
-                .header("host")
-                .and_then(|h| std::str::from_utf8(h).ok()),
-        };
-        let name = match host.map(strip_port) {
+        let name = match head.host().map(strip_port) {
             Some(name) if !name.is_empty() => name.to_owned(),
             _ => local.ip().to_string(),
         };

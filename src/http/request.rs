@@ -98,6 +98,18 @@ impl Head {
             .map(|h| h.value.as_slice())
     }
 
+    /// The host the request is for: an absolute-form target's authority,
+    /// which stands in for `Host` (RFC 9112 §3.2.2), else `Host` (both were
+    /// checked to be a host and a port).
+    pub fn host(&self) -> Option<&str> {
+        match &self.authority {
+            Some(authority) => Some(authority),
+            None => self
+                .header("host")
+                .and_then(|h| std::str::from_utf8(h).ok()),
+        }
+    }
+
     /// Whether the client means to send another request on its connection
     /// (RFC 9112 §9.3): never if it lists `close`; else HTTP/1.1, and
     /// HTTP/1.0 only if it lists `keep-alive`.

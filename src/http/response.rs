@@ -45,8 +45,7 @@ impl Response {
         let mut head = String::with_capacity(160);
         let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
         write_http_date(&mut head, SystemTime::now());
-        // RFC 9110 §8.6: no Content-Length (and no body) with 204 or 304.
-        let bodiless = status == 204 || status == 304;
+        let bodiless = bodiless(status);
         if bodiless {
             head.push_str("\r\n");
         } else {
@@ -74,7 +73,11 @@ impl Response {
         let mut head = String::with_capacity(160);
         let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
         write_http_date(&mut head, SystemTime::now());
-        head.push_str("\r\nTransfer-Encoding: chunked\r\n");
+        head.push_str(if bodiless(status) {
+            "\r\n"
+        } else {
+            "\r\nTransfer-Encoding: chunked\r\n"
+        });
         for (name, value) in headers {
             if is_clean(name) && is_clean(value) {
                 let _ = write!(head, "{name}: {value}\r\n");
@@ -130,6 +133,13 @@ impl Response {
     pub fn len(&self) -> usize {
         self.head.len() + self.body.len()
     }
+}
+
+/// True for the statuses whose answer has no content, and so no
+/// `Content-Length` or `Transfer-Encoding` either: 204 and 304 (RFC 9110
+/// §8.6, RFC 9112 §6.1).
+pub fn bodiless(status: u16) -> bool {
+    status == 204 || status == 304
 }
 
 /// The interim answer to `Expect: 100-continue`.

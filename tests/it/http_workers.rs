@@ -189,6 +189,42 @@ fn a_worker_that_crashes_or_answers_garbage_gets_502_and_is_restarted() {
     );
 }
 
+/// What a worker answers reaches the client as HTTP allows: a field it
+/// copies from a large request (CORS) fits, and the worker is kept; a 204
+/// has no body and no chunks; a proxy's challenge stays with the server.
+/// The worker always gets a `Host`: the target's for an absolute-form
+/// request, and the client's even if its `Connection` names it.
+#[test]
+fn answers_and_hosts_pass_as_http_allows() {
+    let dir = TempDir::new();
+    let s = server(dir, "");
+    let pid = worker_pid(&s);
+    // The request head within its 16 KiB, the answer head past it.
+    let big = "a".repeat(16_300);
+    let r = s.raw(
+        format!(
+            "GET /v1/cors HTTP/1.1\r\nHost: t\r\nAccess-Control-Request-Headers: {big}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("Access-Control-Allow-Headers"), Some(big.as_str()));
+    assert_eq!(worker_pid(&s), pid);
+    let r = s.raw(b"GET /v1/empty HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.header("X-A")), (204, Some("1")));
+    assert_eq!(
+        (r.header("Transfer-Encoding"), r.header("Content-Length")),
+        (None, None)
+    );
+    assert!(r.body.is_empty(), "{:?}", r.body);
+    let r = s.get("/v1/proxyauth");
+    assert_eq!((r.status, r.header("Proxy-Authenticate")), (200, None));
+    let r = s.raw(b"GET /v1/host HTTP/1.1\r\nHost: t:1\r\nConnection: host\r\n\r\n");
+    assert_eq!(text(&r), "t:1");
+    let r = s.raw(b"GET http://b.example/v1/host HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    assert_eq!(text(&r), "b.example");
+}
+
 #[test]
 fn a_boot_worker_keeps_ready_at_503_until_it_answers_its_probe() {
     let dir = TempDir::new();

@@ -11,6 +11,11 @@ GET  /v1/ticks     an event every 10 ms until the client leaves; then
 GET  /v1/quiet     nothing, until the client leaves; then DIR/left holds "<pid>"
 GET  /v1/crash     exits at once, answering nothing
 GET  /v1/garbage   a malformed answer
+GET  /v1/cors      Access-Control-Request-Headers copied into the answer's
+                   Access-Control-Allow-Headers, as CORS middleware does
+GET  /v1/host      the Host it was sent ("none" without one)
+GET  /v1/empty     204, with a field and no body
+GET  /v1/proxyauth 200 with a Proxy-Authenticate challenge
 Every request but /health is counted in DIR/requests. One that arrives
 before the last one's answer began its last write leaves DIR/overlap: two
 at once.
@@ -144,6 +149,31 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.path == "/v1/crash":
             os._exit(1)
+        if self.path == "/v1/cors":
+            self.send_response(200)
+            self.send_header("Access-Control-Allow-Headers",
+                             self.headers.get("Access-Control-Request-Headers", ""))
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.done()
+            self.wfile.write(b"ok\n")
+            return
+        if self.path == "/v1/host":
+            return self.send(200, self.headers.get("Host", "none").encode())
+        if self.path == "/v1/empty":
+            self.send_response(204)
+            self.send_header("X-A", "1")
+            self.end_headers()
+            self.done()
+            return
+        if self.path == "/v1/proxyauth":
+            self.send_response(200)
+            self.send_header("Proxy-Authenticate", 'Basic realm="worker"')
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.done()
+            self.wfile.write(b"ok\n")
+            return
         if self.path == "/v1/garbage":
             self.done()
             self.wfile.write(b"this is not HTTP\r\n\r\n")
