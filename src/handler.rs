@@ -498,7 +498,10 @@ fn answer(
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_str()))
                 .collect();
-            return Outcome::Answer(Response::new(reply.status, &headers, reply.body, sends));
+            return Outcome::Answer(match sends {
+                Sends::Body => Response::new(reply.status, &headers, reply.body, sends),
+                Sends::HeadOnly => Response::head_only(reply.status, &headers, reply.length),
+            });
         }
         // A worker answers with a CGI header block too.
         Ok(Done::Output(out)) if route.cgi || route.worker.is_some() => {

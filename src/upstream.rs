@@ -76,6 +76,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The `Content-Length` it said, if one: a HEAD answer's, passed on.
+    pub length: Option<u64>,
 }
 
 /// Sends `f` to the worker at `to` and reads its answer: into `stream` as it
@@ -269,6 +271,8 @@ struct Answer {
     limits: Limits,
     status: u16,
     headers: Vec<(String, String)>,
+    /// Its `Content-Length`, if it said one.
+    said: Option<u64>,
     /// The body so far, when it is not streamed.
     body: Vec<u8>,
     /// Body bytes so far, for `max_output`.
@@ -300,6 +304,7 @@ impl Answer {
             limits: answer_limits(max_output),
             status: 0,
             headers: Vec::new(),
+            said: None,
             body: Vec::new(),
             length: 0,
             chunks: ChunkedDecoder::new(u64::try_from(max_output).unwrap_or(u64::MAX)),
@@ -344,6 +349,10 @@ impl Answer {
             body,
         } = head;
         let named = connection_tokens(&headers);
+        self.said = headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(&h.value).ok()?.parse().ok());
         self.headers = headers
             .iter()
             .filter(|h| {
@@ -432,6 +441,7 @@ impl Answer {
             status: self.status,
             headers: self.headers,
             body: self.body,
+            length: self.said,
         }
     }
 }

@@ -42,49 +42,35 @@ impl Response {
         // is given back (for a large one, in place), so the answer holds no
         // more memory than it sends.
         body.shrink_to_fit();
-        let mut head = String::with_capacity(160);
-        let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
-        write_http_date(&mut head, SystemTime::now());
-        let bodiless = bodiless(status);
-        if bodiless {
-            head.push_str("\r\n");
-        } else {
-            let _ = write!(head, "\r\nContent-Length: {}\r\n", body.len());
+        let length = Delimited::Length(body.len() as u64);
+        if sends == Sends::HeadOnly || bodiless(status) {
+            body = Vec::new();
         }
-        for (name, value) in headers {
-            if is_clean(name) && is_clean(value) {
-                let _ = write!(head, "{name}: {value}\r\n");
-            }
-        }
-        head.push_str("Connection: close\r\n\r\n");
         Response {
             status,
-            head: head.into_bytes(),
-            body: if sends == Sends::HeadOnly || bodiless {
-                Vec::new()
-            } else {
-                body
-            },
+            head: head(status, length, headers),
+            body,
+        }
+    }
+
+    /// The answer to a HEAD request whose body the server never had (a
+    /// worker's): its length as the worker said it, if it did (RFC 9110
+    /// §9.3.2: the length a GET would have, or none).
+    pub fn head_only(status: u16, headers: &[(&str, &str)], length: Option<u64>) -> Response {
+        Response {
+            status,
+            head: head(
+                status,
+                length.map_or(Delimited::Unsaid, Delimited::Length),
+                headers,
+            ),
+            body: Vec::new(),
         }
     }
 
     /// The head of a streamed answer: the body follows in chunks.
     pub fn chunked_head(status: u16, headers: &[(&str, &str)]) -> Vec<u8> {
-        let mut head = String::with_capacity(160);
-        let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
-        write_http_date(&mut head, SystemTime::now());
-        head.push_str(if bodiless(status) {
-            "\r\n"
-        } else {
-            "\r\nTransfer-Encoding: chunked\r\n"
-        });
-        for (name, value) in headers {
-            if is_clean(name) && is_clean(value) {
-                let _ = write!(head, "{name}: {value}\r\n");
-            }
-        }
-        head.push_str("Connection: close\r\n\r\n");
-        head.into_bytes()
+        head(status, Delimited::Chunked, headers)
     }
 
     /// The server's own short answer for `status`: text naming the status.
@@ -133,6 +119,40 @@ impl Response {
     pub fn len(&self) -> usize {
         self.head.len() + self.body.len()
     }
+}
+
+/// How an answer's body is delimited, as its head says.
+#[derive(Clone, Copy)]
+enum Delimited {
+    Length(u64),
+    Chunked,
+    /// No length said: a HEAD answer whose body's length is not known.
+    Unsaid,
+}
+
+/// An answer's head: status line, `Date`, its framing field (none for a
+/// 204 or 304), the caller's fields (any holding CR, LF or NUL left out),
+/// `Connection: close`.
+fn head(status: u16, delimited: Delimited, headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut head = String::with_capacity(160);
+    let _ = write!(head, "HTTP/1.1 {status} {}\r\nDate: ", reason(status));
+    write_http_date(&mut head, SystemTime::now());
+    head.push_str("\r\n");
+    match delimited {
+        _ if bodiless(status) => {}
+        Delimited::Length(n) => {
+            let _ = write!(head, "Content-Length: {n}\r\n");
+        }
+        Delimited::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Delimited::Unsaid => {}
+    }
+    for (name, value) in headers {
+        if is_clean(name) && is_clean(value) {
+            let _ = write!(head, "{name}: {value}\r\n");
+        }
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    head.into_bytes()
 }
 
 /// True for the statuses whose answer has no content, and so no

@@ -191,7 +191,8 @@ fn a_worker_that_crashes_or_answers_garbage_gets_502_and_is_restarted() {
 
 /// What a worker answers reaches the client as HTTP allows: a field it
 /// copies from a large request (CORS) fits, and the worker is kept; a 204
-/// has no body and no chunks; a proxy's challenge stays with the server.
+/// has no body and no chunks; a HEAD answer keeps the length the worker
+/// said; a proxy's challenge stays with the server.
 /// The worker always gets a `Host`: the target's for an absolute-form
 /// request, and the client's even if its `Connection` names it.
 #[test]
@@ -216,6 +217,9 @@ fn answers_and_hosts_pass_as_http_allows() {
         (r.header("Transfer-Encoding"), r.header("Content-Length")),
         (None, None)
     );
+    assert!(r.body.is_empty(), "{:?}", r.body);
+    let r = s.raw(b"HEAD /v1/sized HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.header("Content-Length")), (200, Some("5000")));
     assert!(r.body.is_empty(), "{:?}", r.body);
     let r = s.get("/v1/proxyauth");
     assert_eq!((r.status, r.header("Proxy-Authenticate")), (200, None));

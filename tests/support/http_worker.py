@@ -16,6 +16,7 @@ GET  /v1/cors      Access-Control-Request-Headers copied into the answer's
 GET  /v1/host      the Host it was sent ("none" without one)
 GET  /v1/empty     204, with a field and no body
 GET  /v1/proxyauth 200 with a Proxy-Authenticate challenge
+HEAD (any path)    200 with Content-Length: 5000, as the GET would have
 Every request but /health is counted in DIR/requests. One that arrives
 before the last one's answer began its last write leaves DIR/overlap: two
 at once.
@@ -180,6 +181,13 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.send(404, b"no such path\n")
+
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", "5000")
+        self.end_headers()
+        self.done()
 
     def do_POST(self):
         with open(path("requests"), "a") as f:
