@@ -222,14 +222,10 @@ fn request_head(f: &Forward, to: SocketAddr) -> Vec<u8> {
         let _ = write!(out, "{}: {value}\r\n", field.name);
     }
     // Always one, whatever the client's `Connection` lists (RFC 9112 §3.2).
-    match h.host() {
-        Some(host) => {
-            let _ = write!(out, "Host: {host}\r\n");
-        }
-        None => {
-            let _ = write!(out, "Host: {to}\r\n");
-        }
-    }
+    let _ = match h.host() {
+        Some(host) => write!(out, "Host: {host}\r\n"),
+        None => write!(out, "Host: {to}\r\n"),
+    };
     let proto = if f.https { "https" } else { "http" };
     let _ = write!(
         out,

@@ -75,7 +75,7 @@ mutant src/gate/reader.rs '                self.conn.early = rest;' '           
 mutant src/program.rs '                if self.stdio == Stdio::Request {' '                if false {' programs
 mutant src/program.rs '            (Some(0), _) if self.stdio == Stdio::Frames =>' '            (Some(0), _) if false =>' workers
 mutant src/program.rs '                        ended = ends == Ends::AtFrame;' '                        ended = true;' stream_workers
-mutant src/http/response.rs '            body: if sends == Sends::HeadOnly || bodiless {' '            body: if bodiless {' http
+mutant src/http/response.rs '        if sends == Sends::HeadOnly || bodiless(status) {' '        if bodiless(status) {' http
 mutant src/gate/mod.rs '                Some(i) if read_now => {' '                Some(i) if false => {' http
 
 echo "mutants.sh: $caught caught, $survived survived"

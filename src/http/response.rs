@@ -1,6 +1,8 @@
-//! Builds the bytes of a response: status line, `Date`, `Content-Length`,
-//! the caller's headers, `Connection: close` (or `keep-alive`), and the body kept apart so a
-//! large program output is never copied.
+//! Builds the bytes of a response: status line, `Date`, its framing
+//! (`Content-Length`, `Transfer-Encoding: chunked`, or none for a 204, a 304
+//! or a HEAD answer whose length is not known), the caller's headers,
+//! `Connection: close` (or `keep-alive`), and the body kept apart so a large
+//! program output is never copied.
 //!
 //! Must never: touch a socket, or emit a header from the outside world that
 //! holds CR or LF.
