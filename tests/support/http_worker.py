@@ -84,8 +84,10 @@ class Handler(BaseHTTPRequestHandler):
             self.held = False
             busy.release()
 
-    def send(self, status, body, ctype="text/plain"):
+    def send(self, status, body, ctype="text/plain", fields=()):
         self.send_response(status)
+        for name, value in fields:
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Upstream-Pid", str(os.getpid()))
@@ -151,14 +153,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/v1/crash":
             os._exit(1)
         if self.path == "/v1/cors":
-            self.send_response(200)
-            self.send_header("Access-Control-Allow-Headers",
-                             self.headers.get("Access-Control-Request-Headers", ""))
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.done()
-            self.wfile.write(b"ok\n")
-            return
+            allowed = self.headers.get("Access-Control-Request-Headers", "")
+            return self.send(200, b"ok\n", fields=[("Access-Control-Allow-Headers", allowed)])
         if self.path == "/v1/host":
             return self.send(200, self.headers.get("Host", "none").encode())
         if self.path == "/v1/empty":
@@ -168,13 +164,7 @@ class Handler(BaseHTTPRequestHandler):
             self.done()
             return
         if self.path == "/v1/proxyauth":
-            self.send_response(200)
-            self.send_header("Proxy-Authenticate", 'Basic realm="worker"')
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.done()
-            self.wfile.write(b"ok\n")
-            return
+            return self.send(200, b"ok\n", fields=[("Proxy-Authenticate", 'Basic realm="worker"')])
         if self.path == "/v1/garbage":
             self.done()
             self.wfile.write(b"this is not HTTP\r\n\r\n")
