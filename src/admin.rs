@@ -123,14 +123,15 @@ pub fn run(
 }
 
 impl Waiting {
-    /// Reads what has come, without waiting.
+    /// Reads what has come, without waiting, up to the most a head can
+    /// take: past it the parse refuses it, however fast the client sends.
     fn read(&mut self) -> Arrived {
         let limits = Limits {
             max_body: 0,
             ..Limits::default()
         };
         let mut chunk = [0u8; 1024];
-        loop {
+        while self.buf.len() <= limits.head_bound() {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Arrived::Gone,
                 Ok(n) => self
@@ -197,4 +198,32 @@ fn answer(mut stream: TcpStream, head: Result<Head, RequestError>, state: &State
     };
     let _ = stream.write_all(&response.head);
     let _ = stream.write_all(&response.body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A head that never ends is read no further than the most a head can
+    /// take, and refused, however much the client has sent already.
+    #[test]
+    fn a_head_that_never_ends_is_read_to_its_bound_and_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        stream.set_nonblocking(true).unwrap();
+        client
+            .write_all(b"GET /health HTTP/1.1\r\nX-Pad: ")
+            .unwrap();
+        client.write_all(&[b'a'; 64 * 1024]).unwrap();
+        let mut w = Waiting {
+            stream,
+            buf: Vec::new(),
+            by: Instant::now(),
+        };
+        assert!(matches!(w.read(), Arrived::Done(Err(_))));
+        let bound = Limits::default().head_bound();
+        assert!(w.buf.len() <= bound + 1024, "{} bytes kept", w.buf.len());
+    }
 }
