@@ -924,7 +924,12 @@ fn route_from_table(
                 route.max_output = v.bytes(&o, 0, 64 * 1024 * MIB)? as usize;
                 max_output_origin = Some(o);
             }
-            "content_type" => route.content_type = v.string(&o)?,
+            "content_type" => {
+                route.content_type = v.string(&o)?;
+                if route.content_type.contains(char::is_control) {
+                    return fail(&o, "a Content-Type cannot hold control characters");
+                }
+            }
             "explain" => explain = Some(v.boolean(&o)?),
             "exit_status" => route.exit_statuses = exit_statuses(&v, &o)?,
             "missing" => {
@@ -1442,6 +1447,10 @@ mod tests {
                 "f.toml:4: expected true, false or \"http\"",
             ),
             ("handlers = 5", "f.toml:1: 5 is out of range 1..=4"),
+            (
+                "[[route]]\npath = \"/a\"\ncommand = [\"x\"]\ncontent_type = \"a\\r\\nSet-Cookie: b\"",
+                "f.toml:4: a Content-Type cannot hold control characters",
+            ),
             (
                 "handlers = \"auto\"",
                 "f.toml:1: handlers = \"auto\" follows the traffic light: set memory_yellow, memory_red, load_yellow or load_red",

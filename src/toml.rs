@@ -140,6 +140,19 @@ pub fn parse(text: &str) -> Result<Table, ParseError> {
     Ok(root)
 }
 
+/// A character as an error message shows it: quoted, or (a control
+/// character, which would break the message's line) named.
+struct Shown(char);
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self.0 {
+            c if c.is_control() => f.write_str("a control character"),
+            c => write!(f, "`{c}`"),
+        }
+    }
+}
+
 /// Deepest nesting of arrays and inline tables: the parser recurses, and a
 /// hostile file must not overflow its stack.
 const MAX_DEPTH: usize = 32;
@@ -230,7 +243,7 @@ impl Parser {
         match self.peek() {
             None | Some('\n') => Ok(()),
             Some('\r') if self.peek_at(1) == Some('\n') => Ok(()),
-            Some(c) => self.fail(format!("unexpected `{c}` after the value")),
+            Some(c) => self.fail(format!("unexpected {} after the value", Shown(c))),
         }
     }
 
@@ -255,7 +268,7 @@ impl Parser {
                 }
                 if k.is_empty() {
                     return match self.peek() {
-                        Some(c) => self.fail(format!("expected a key, found `{c}`")),
+                        Some(c) => self.fail(format!("expected a key, found {}", Shown(c))),
                         None => self.fail("expected a key"),
                     };
                 }
@@ -364,7 +377,7 @@ impl Parser {
             }
             Some(c) if c.is_ascii_digit() || c == '+' || c == '-' => self.integer(),
             Some('i' | 'n') => self.fail("floats are not supported"),
-            Some(c) => self.fail(format!("expected a value, found `{c}`")),
+            Some(c) => self.fail(format!("expected a value, found {}", Shown(c))),
             None => self.fail("expected a value"),
         }
     }
@@ -397,9 +410,12 @@ impl Parser {
         let underscores_ok =
             !digits.starts_with('_') && !digits.ends_with('_') && !digits.contains("__");
         let clean: String = digits.chars().filter(|&c| c != '_').collect();
-        let parsed = i64::from_str_radix(&clean, radix)
-            .ok()
-            .filter(|_| underscores_ok && !clean.is_empty());
+        // One sign at most, and none before a 0x, 0o or 0b prefix (TOML).
+        let sign_first = |s: &str| matches!(s.as_bytes().first(), Some(b'+' | b'-'));
+        let signed = sign_first(&word);
+        let parsed = i64::from_str_radix(&clean, radix).ok().filter(|_| {
+            underscores_ok && !clean.is_empty() && !sign_first(&clean) && (radix == 10 || !signed)
+        });
         match parsed.and_then(|n| n.checked_mul(sign)) {
             Some(n) => Ok(Value::Integer(n)),
             None => self.fail(format!("`{word}` is not an integer (or is out of range)")),
@@ -442,8 +458,16 @@ impl Parser {
     }
 
     fn escape(&mut self) -> Result<char, ParseError> {
+        // Hex digits only (no sign, never the closing quote or the line's
+        // end, so an error names the escape's own line).
         let hex = |p: &mut Parser, n: usize| {
-            let digits: String = (0..n).filter_map(|_| p.bump()).collect();
+            let mut digits = String::new();
+            while digits.len() < n
+                && let Some(c) = p.peek().filter(char::is_ascii_hexdigit)
+            {
+                p.bump();
+                digits.push(c);
+            }
             u32::from_str_radix(&digits, 16)
                 .ok()
                 .filter(|_| digits.len() == n)
@@ -461,7 +485,11 @@ impl Parser {
             Some('U') => hex(self, 8),
             _ => None,
         };
-        c.map_or_else(|| self.fail("invalid escape in a string"), Ok)
+        match c {
+            Some('\0') => self.fail("a string cannot hold NUL (no program can take it)"),
+            Some(c) => Ok(c),
+            None => self.fail("invalid escape in a string"),
+        }
     }
 
     /// After the opening `"""` or `'''`.
@@ -523,7 +551,10 @@ impl Parser {
                         self.line = start;
                         self.fail("unterminated array")
                     }
-                    Some(c) => self.fail(format!("expected `,` or `]` in an array, found `{c}`")),
+                    Some(c) => self.fail(format!(
+                        "expected `,` or `]` in an array, found {}",
+                        Shown(c)
+                    )),
                 };
             }
         }
@@ -669,6 +700,29 @@ mod tests {
             ),
             ("= 1", 1, "expected a key, found `=`"),
             ("a = nope", 1, "floats are not supported"),
+            ("a = --5", 1, "`--5` is not an integer (or is out of range)"),
+            (
+                "a = +0x10",
+                1,
+                "`+0x10` is not an integer (or is out of range)",
+            ),
+            (
+                "a = 0x-1f",
+                1,
+                "`0x-1f` is not an integer (or is out of range)",
+            ),
+            ("a = \"\\u+063\"", 1, "invalid escape in a string"),
+            ("a = \"\\u12\"\n", 1, "invalid escape in a string"),
+            (
+                "a = \"\\u0000\"",
+                1,
+                "a string cannot hold NUL (no program can take it)",
+            ),
+            (
+                "a = 1\r2",
+                1,
+                "unexpected a control character after the value",
+            ),
             ("a = @", 1, "expected a value, found `@`"),
             (
                 "a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
